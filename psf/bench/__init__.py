@@ -1,0 +1,1 @@
+"""psf-bench: latency per stage and backend, payload, memory and FLOPs."""

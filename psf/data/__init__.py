@@ -1,0 +1,1 @@
+"""Demo data sets built from files that installed packages ship (no downloads)."""

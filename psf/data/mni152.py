@@ -1,0 +1,124 @@
+"""A 2D tissue-segmentation data set from the MNI152 (ICBM 2009a sym) T1 template shipped inside nilearn.
+
+Label rule (per voxel), from nilearn's grey/white-matter probability maps p_gm, p_wm in [0, 1]:
+    p_other = max(0, 1 - p_gm - p_wm)            # background, CSF, skull, scalp
+    label   = argmax(p_other, p_gm, p_wm)        # 0 other, 1 grey matter, 2 white matter; ties -> lower
+So a voxel is grey or white matter only where that tissue is the most probable class.
+
+Split: axial slices (third voxel axis) are cut into blocks of `block` slices that cycle through
+SPLIT_CYCLE; a slice closer than `gap` slices to a slice of another split is dropped, so no test or
+validation slice neighbours a training slice. Each kept run of slices is written as its own NIfTI volume
+(image and label) whose affine is the template's, shifted to the run's first slice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from psf.errors import MissingDependency, PsfError
+from psf.io.atomic import write_text_atomic
+from psf.io.nifti import write_nifti
+from psf.io.scan import Geometry
+
+LABELS = ("other", "grey_matter", "white_matter")
+SPLIT_CYCLE = ("train", "train", "val", "train", "train", "test")
+TEMPLATE_FILES = {
+    "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+    "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+    "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
+}
+
+
+def template_dir() -> Path:
+    """nilearn's bundled data folder (inside the installed wheel; nothing is downloaded)."""
+    try:
+        import nilearn
+    except ImportError as exc:
+        raise MissingDependency("nilearn (ships the MNI152 template)", "train") from exc
+    folder = Path(nilearn.__file__).parent / "datasets" / "data"
+    missing = [n for n in TEMPLATE_FILES.values() if not (folder / n).is_file()]
+    if missing:
+        raise PsfError(f"nilearn at {folder} lacks {missing}; reinstall nilearn (pip install --force-reinstall nilearn)")
+    return folder
+
+
+def tissue_labels(p_gm: np.ndarray, p_wm: np.ndarray) -> np.ndarray:
+    """The module's label rule, vectorised: uint8 labels 0/1/2 from probabilities in [0, 1]."""
+    p_other = np.clip(1.0 - p_gm - p_wm, 0.0, None)
+    return np.argmax(np.stack([p_other, p_gm, p_wm]), axis=0).astype(np.uint8)
+
+
+def assign_splits(n_slices: int, block: int, gap: int) -> list[str | None]:
+    """Split name per slice (None for dropped gap slices); see the module docstring."""
+    split = [SPLIT_CYCLE[(i // block) % len(SPLIT_CYCLE)] for i in range(n_slices)]
+    kept: list[str | None] = []
+    for i, name in enumerate(split):
+        window = split[max(0, i - gap) : i + gap + 1]
+        kept.append(name if all(s == name for s in window) else None)
+    return kept
+
+
+def runs(splits: list[str | None]) -> list[tuple[str, int, int]]:
+    """Maximal runs of consecutive slices with one split: (split, start, stop)."""
+    out: list[tuple[str, int, int]] = []
+    start = 0
+    for i in range(1, len(splits) + 1):
+        if i == len(splits) or splits[i] != splits[start]:
+            if splits[start] is not None:
+                out.append((splits[start], start, i))
+            start = i
+    return out
+
+
+@dataclass(frozen=True)
+class BuiltDataset:
+    root: Path
+    counts: dict[str, int]
+
+
+def build_mni152(out: Path, block: int = 10, gap: int = 1) -> BuiltDataset:
+    """Write OUT/{train,val,test}/{images,labels}/mni152_zSSS-EEE.nii.gz and OUT/dataset.json."""
+    import nibabel as nib
+
+    if block < 1 or gap < 0:
+        raise PsfError(f"--block must be >= 1 and --gap >= 0, got block={block} gap={gap}")
+    folder = template_dir()
+    t1 = nib.load(str(folder / TEMPLATE_FILES["t1"]))
+    t1_data = np.asarray(t1.dataobj)
+    gm = np.asarray(nib.load(str(folder / TEMPLATE_FILES["gm"])).dataobj, dtype=np.float32) / 255.0
+    wm = np.asarray(nib.load(str(folder / TEMPLATE_FILES["wm"])).dataobj, dtype=np.float32) / 255.0
+    labels = tissue_labels(gm, wm)
+    splits = assign_splits(t1_data.shape[2], block, gap)
+    counts = {"train": 0, "val": 0, "test": 0}
+    volumes = []
+    for split, start, stop in runs(splits):
+        affine = t1.affine.copy()
+        affine[:3, 3] = t1.affine[:3, :3] @ np.array([0, 0, start]) + t1.affine[:3, 3]
+        geometry = Geometry(affine=affine, qform=affine, qform_code=4, sform=affine, sform_code=4)
+        name = f"mni152_z{start:03d}-{stop - 1:03d}.nii.gz"
+        write_nifti(out / split / "images" / name, t1_data[:, :, start:stop], geometry)
+        write_nifti(out / split / "labels" / name, labels[:, :, start:stop], geometry)
+        counts[split] += stop - start
+        volumes.append({"split": split, "file": name, "slices": [start, stop]})
+    manifest = {
+        "name": "mni152-tissue",
+        "source": {k: {"file": v, "sha256": _sha256(folder / v)} for k, v in TEMPLATE_FILES.items()},
+        "labels": list(LABELS),
+        "label_rule": "argmax(max(0, 1 - p_gm - p_wm), p_gm, p_wm); ties -> lower label",
+        "slice_axis": 2,
+        "block": block,
+        "gap": gap,
+        "counts": counts,
+        "volumes": volumes,
+    }
+    write_text_atomic(out / "dataset.json", json.dumps(manifest, indent=2))
+    return BuiltDataset(root=out, counts=counts)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

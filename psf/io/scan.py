@@ -1,0 +1,35 @@
+"""What a reader hands on: pixels and the geometry needed to write a mask back. Nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the voxels sit in the world.
+
+    affine: 4x4 voxel (i, j, k) -> world (mm) matrix; None for plain 2D images (PNG).
+    qform/sform and their codes are kept so that a NIfTI mask carries the source's exact header codes.
+    """
+
+    affine: np.ndarray | None = None
+    qform: np.ndarray | None = None
+    qform_code: int = 0
+    sform: np.ndarray | None = None
+    sform_code: int = 0
+    nifti_version: int = 1
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One scan: `pixels` in voxel order (i, j, k), float32; 2D images come as (rows, cols, 1).
+
+    `format` names the writer that puts a mask back in the same geometry ("nifti" or "png").
+    """
+
+    pixels: np.ndarray
+    geometry: Geometry = field(default_factory=Geometry)
+    format: str = "nifti"

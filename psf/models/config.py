@@ -1,0 +1,51 @@
+"""The architecture as plain data, stored in model.pt so a checkpoint rebuilds its own networks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the five networks.
+
+    The latent grid is image_size / patch on each side. Client nets work on that grid after a
+    space-to-depth of `patch` (cheap and fast on CPUs); the mapping net is a two-level latent U-Net.
+    Payload per slice and direction = grid^2 * latent channels * bytes per value.
+    """
+
+    image_size: int = 256
+    in_channels: int = 1
+    num_classes: int = 3
+    patch: int = 4
+    image_latent: int = 4
+    mask_latent: int = 3
+    client_width: int = 32
+    client_depth: int = 1
+    map_width: int = 32
+    map_depth: int = 1
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch
+
+    def latent_shape(self, which: str) -> tuple[int, int, int]:
+        channels = self.image_latent if which == "image" else self.mask_latent
+        return (channels, self.grid, self.grid)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def check(self) -> None:
+        from psf.errors import UsageError
+
+        if self.image_size % (self.patch * 2) != 0:
+            raise UsageError(f"image_size {self.image_size} must be a multiple of 2*patch ({2 * self.patch})")
+        for name in ("image_latent", "mask_latent", "client_width", "map_width", "patch"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -1,0 +1,79 @@
+"""Augmentations. Image space (client, before encoding) and latent space (server, on encoded pairs).
+
+A convolutional encoder is not flip-equivariant, so flips and geometry live in image space; the server
+only moves whole latent pixels, identically in z_x and z_y, which keeps each pair consistent.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def geometric(images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator, max_rot_deg: float = 10.0,
+              max_scale: float = 0.1, max_shift: float = 0.06) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random left-right flip, rotation, scale and shift, applied identically to images and one-hot masks."""
+    n = images.shape[0]
+    u = torch.rand(n, 5, generator=gen)
+    angle = (u[:, 0] * 2 - 1) * math.radians(max_rot_deg)
+    scale = 1 + (u[:, 1] * 2 - 1) * max_scale
+    flip = torch.where(u[:, 2] < 0.5, -1.0, 1.0)
+    shift = (u[:, 3:5] * 2 - 1) * max_shift * 2
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.zeros(n, 2, 3)
+    # affine_grid's second row is the row axis (voxel axis i, left-right): `flip` mirrors it.
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
+    theta[:, 1, 0], theta[:, 1, 1] = sin * flip, cos * flip
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    masks = F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    masks[:, :1] += 1 - masks.sum(1, keepdim=True)  # outside the field of view is background
+    return images, masks
+
+
+def intensity(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Scanner-like intensity changes after normalization: gamma 0.7..1.4, contrast 0.85..1.15, offset +-0.05."""
+    n = images.shape[0]
+    u = torch.rand(n, 3, 1, 1, 1, generator=gen)
+    gamma = torch.exp((u[:, 0] * 2 - 1) * math.log(1.4))
+    contrast = 1 + (u[:, 1] * 2 - 1) * 0.15
+    offset = (u[:, 2] * 2 - 1) * 0.05
+    out = images.clamp(0, 1) ** gamma
+    return ((out - 0.5) * contrast + 0.5 + offset).clamp(0, 1)
+
+
+def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(n, S, S) integer labels -> (n, classes, S, S) float."""
+    return F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()
+
+
+def random_crop(tensors: list[torch.Tensor], size: int, gen: torch.Generator, multiple: int = 1) -> list[torch.Tensor]:
+    """Crop the same size x size window (offset a multiple of `multiple`) out of every tensor's last two dims."""
+    full = tensors[0].shape[-1]
+    if size >= full:
+        return tensors
+    top, left = (int(v) * multiple for v in torch.randint(0, (full - size) // multiple + 1, (2,), generator=gen))
+    return [t[..., top : top + size, left : left + size] for t in tensors]
+
+
+def shift_latents(z_x: torch.Tensor, z_y: torch.Tensor, gen: torch.Generator, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoded-data augmentation: the same whole-latent-pixel shift (a random crop window) of z_x and z_y."""
+    z_x, z_y = random_crop([z_x, z_y], crop, gen)
+    return z_x, z_y
+
+
+@torch.no_grad()
+def augmented_views(images: torch.Tensor, labels: torch.Tensor, num_classes: int, views: int,
+                    gen: torch.Generator, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """`views` geometric variants of every slice (view 0: the original), hard labels. Built once, shared by
+    the client stages, so the costly resampling is not repeated every step."""
+    out_x, out_y = [images], [labels]
+    for _ in range(views - 1):
+        for start in range(0, len(images), batch_size):
+            x, soft = geometric(images[start : start + batch_size], one_hot(labels[start : start + batch_size], num_classes), gen)
+            out_x.append(x)
+            out_y.append(soft.argmax(1).to(labels.dtype))
+    return torch.cat(out_x), torch.cat(out_y)

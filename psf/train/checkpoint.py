@@ -1,0 +1,53 @@
+"""model.pt: one checkpoint of plain data (config, state dicts, labels, normalization, metrics, versions).
+
+Loadable with torch.load(weights_only=True): a model file is data, never code.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+from psf import __version__
+from psf.errors import PsfError
+from psf.io.atomic import atomic_path
+from psf.models import Networks, build_networks
+from psf.models.config import ModelConfig
+
+FORMAT = "psf-model/1"
+
+
+def save_checkpoint(path: Path, nets: Networks, labels: list[str], normalization: dict, metrics: dict,
+                    training: dict) -> Path:
+    payload = {
+        "format": FORMAT,
+        "config": nets.config.to_dict(),
+        "state_dicts": nets.state_dicts(),
+        "labels": list(labels),
+        "normalization": dict(normalization),
+        "slice_axis": 2,
+        "metrics": metrics,
+        "training": training,
+        "versions": {"psf": __version__, "torch": torch.__version__, "python": platform.python_version()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[Networks, dict]:
+    """Rebuild the networks from a model.pt; returns (networks in eval mode, the checkpoint dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PsfError(f"{path}: no such checkpoint; train one with: psf-train DATA/ -o {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a bad file
+        raise PsfError(f"{path}: not a readable psf checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise PsfError(f"{path}: not a {FORMAT} checkpoint (format {ckpt.get('format') if isinstance(ckpt, dict) else None!r})")
+    nets = build_networks(ModelConfig.from_dict(ckpt["config"]))
+    nets.load_state_dicts(ckpt["state_dicts"])
+    return nets.eval(), ckpt

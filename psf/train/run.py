@@ -1,0 +1,103 @@
+"""psf-train's job: load a data set, run the three stages inside a time budget, evaluate, save model.pt."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from psf.metrics import confusion_counts, report
+from psf.models import build_networks
+from psf.models.config import ModelConfig
+from psf.pipeline.preprocess import DEFAULT_NORMALIZATION
+from psf.progress import stderr
+from psf.train.checkpoint import save_checkpoint
+from psf.train.data import SliceSet, load_split
+from psf.train.loop import Budget
+from psf.train.augment import augmented_views
+from psf.train.stages import (StageOptions, Views, encode_pairs, predict_probs, train_image_autoencoder, train_mapping,
+                              train_mask_autoencoder)
+
+# How a time budget is shared between the stages (the rest goes to encoding and evaluation).
+BUDGET_SHARES = {"image_ae": 0.22, "mask_ae": 0.2, "mapping": 0.53}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: Path
+    out: Path
+    model: ModelConfig = field(default_factory=ModelConfig)
+    minutes: float | None = 10.0
+    epochs: int | None = None
+    views: int = 12
+    seed: int = 0
+    threads: int | None = None
+    labels: tuple[str, ...] = ("other", "grey_matter", "white_matter")
+    quiet: bool = False
+
+
+def stage_options(opts: TrainOptions, stage: str) -> StageOptions:
+    seconds = None if opts.minutes is None else opts.minutes * 60 * BUDGET_SHARES[stage]
+    budget = Budget(seconds=seconds, epochs=opts.epochs)
+    if stage == "mapping":  # latent crops of half the grid, larger batches (the server's net is cheap per item)
+        return StageOptions(budget, batch_size=32, crop=opts.model.grid // 2, quiet=opts.quiet)
+    return StageOptions(budget, batch_size=16, crop=opts.model.image_size // 2, quiet=opts.quiet)
+
+
+def evaluate(nets, data: SliceSet, labels: tuple[str, ...]) -> dict:
+    """Dice and IoU per class over the real (unpadded) pixels of a split, pipeline run in torch."""
+    pred = predict_probs(nets, data.images).argmax(1)
+    counts = confusion_counts(pred[data.valid], data.labels[data.valid], len(labels))
+    return report(counts, list(labels))
+
+
+def run_training(opts: TrainOptions) -> dict:
+    """Run every stage; returns the metrics also stored in the checkpoint."""
+    torch.manual_seed(opts.seed)
+    np.random.seed(opts.seed)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    gen = torch.Generator().manual_seed(opts.seed)
+    started = time.perf_counter()
+    norm = DEFAULT_NORMALIZATION
+    size = opts.model.image_size
+    splits = {s: load_split(opts.data, s, size, norm) for s in ("train", "val", "test")}
+    stderr.print(f"data: {', '.join(f'{s} {len(d)} slices' for s, d in splits.items())} from {opts.data}")
+    nets = build_networks(opts.model)
+    train = splits["train"]
+    views = Views(*augmented_views(torch.from_numpy(train.images), torch.from_numpy(train.labels),
+                                   opts.model.num_classes, opts.views, gen))
+    log = {
+        "image_ae": train_image_autoencoder(nets, views, stage_options(opts, "image_ae"), gen),
+        "mask_ae": train_mask_autoencoder(nets, views, stage_options(opts, "mask_ae"), gen),
+    }
+    pairs = encode_pairs(nets, views, gen)
+    stderr.print(f"client: encoded {len(pairs)} pairs ({opts.views} views per slice) for the server")
+    log["mapping"] = train_mapping(nets.mapping, pairs, stage_options(opts, "mapping"), gen)
+    nets.eval()
+    metrics = {
+        "val": evaluate(nets, splits["val"], opts.labels),
+        "test": evaluate(nets, splits["test"], opts.labels),
+        "mask_autoencoder_test": _mask_ae_ceiling(nets, splits["test"], opts.labels),
+    }
+    training = {
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items() if k != "model"},
+        "stages": log,
+        "seconds": round(time.perf_counter() - started, 1),
+        "slices": {s: len(d) for s, d in splits.items()},
+    }
+    save_checkpoint(opts.out, nets, list(opts.labels), norm, metrics, training)
+    return {"metrics": metrics, "training": training}
+
+
+@torch.no_grad()
+def _mask_ae_ceiling(nets, data: SliceSet, labels: tuple[str, ...]) -> dict:
+    """Dice of decode(encode(true mask)): the best the mapping net can reach with this mask autoencoder."""
+    from psf.train.augment import one_hot
+
+    y = torch.from_numpy(data.labels)
+    pred = nets.mask_decoder(nets.mask_encoder(one_hot(y, len(labels)))).argmax(1).numpy()
+    return report(confusion_counts(pred[data.valid], data.labels[data.valid], len(labels)), list(labels))

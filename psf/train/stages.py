@@ -1,0 +1,146 @@
+"""The paper's sequential scheme: client autoencoders -> encode pairs -> server mapping net on latents.
+
+The server stage takes an `EncodedPairs` and nothing else: no images, no masks. That is how the
+privacy boundary is kept in code. Client stages train on random crops of precomputed augmented views
+(the networks are fully convolutional), which makes a CPU step about four times cheaper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from psf.models import Networks
+from psf.train.augment import intensity, one_hot, random_crop, shift_latents
+from psf.train.loop import Budget, cosine_lr, run_loop
+
+
+@dataclass
+class Views:
+    """Client-side training material: augmented images (n, 1, S, S) float32 and labels (n, S, S) uint8."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    budget: Budget
+    batch_size: int = 16
+    lr: float = 3e-3
+    crop: int = 128
+    quiet: bool = False
+
+
+def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy + soft Dice (mean over foreground classes). target: (n, S, S) class indices."""
+    ce = F.cross_entropy(logits, target)
+    probs = logits.softmax(1)[:, 1:]
+    truth = one_hot(target, logits.shape[1])[:, 1:]
+    inter = (probs * truth).sum((0, 2, 3))
+    dice = (2 * inter + 1) / (probs.sum((0, 2, 3)) + truth.sum((0, 2, 3)) + 1)
+    return ce + (1 - dice).mean()
+
+
+def train_image_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen: torch.Generator) -> dict:
+    """Client stage 1a: E_x, D_x with an L1 + MSE reconstruction loss on intensity-augmented crops."""
+    enc, dec = nets.image_encoder.train(), nets.image_decoder.train()
+    opt = torch.optim.AdamW([*enc.parameters(), *dec.parameters()], lr=opts.lr, weight_decay=1e-4)
+    multiple = nets.config.patch * 2
+
+    def step(idx: torch.Tensor, done: float) -> float:
+        cosine_lr(opt, opts.lr, done)
+        (x,) = random_crop([views.images[idx]], opts.crop, gen, multiple)
+        x = intensity(x, gen)
+        recon = dec(enc(x))
+        loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return run_loop("client: image autoencoder", step, len(views), opts.batch_size, opts.budget, gen, opts.quiet)
+
+
+def train_mask_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen: torch.Generator,
+                           latent_noise: float = 0.05) -> dict:
+    """Client stage 1b: E_y, D_y with Dice + CE on decoded masks.
+
+    Gaussian noise on the latent during training makes D_y tolerant of the mapping net's small errors.
+    """
+    enc, dec = nets.mask_encoder.train(), nets.mask_decoder.train()
+    opt = torch.optim.AdamW([*enc.parameters(), *dec.parameters()], lr=opts.lr, weight_decay=1e-4)
+    c, multiple = nets.config.num_classes, nets.config.patch * 2
+
+    def step(idx: torch.Tensor, done: float) -> float:
+        cosine_lr(opt, opts.lr, done)
+        (y,) = random_crop([views.labels[idx].long()], opts.crop, gen, multiple)
+        z = enc(one_hot(y, c))
+        z = z + latent_noise * torch.randn(z.shape, generator=gen)
+        loss = dice_ce_loss(dec(z), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return run_loop("client: mask autoencoder", step, len(views), opts.batch_size, opts.budget, gen, opts.quiet)
+
+
+@dataclass
+class EncodedPairs:
+    """What the server receives: image latents z_x and mask latents z_y, (n, c, g, g) float32 each."""
+
+    z_image: torch.Tensor
+    z_mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.z_image)
+
+
+@torch.no_grad()
+def encode_pairs(nets: Networks, views: Views, gen: torch.Generator, batch_size: int = 64) -> EncodedPairs:
+    """Client stage 2: encode every view (intensity-augmented, except the originals' first pass)."""
+    enc_x, enc_y = nets.image_encoder.eval(), nets.mask_encoder.eval()
+    c = nets.config.num_classes
+    zx, zy = [], []
+    for start in range(0, len(views), batch_size):
+        x = views.images[start : start + batch_size]
+        zx.append(enc_x(intensity(x, gen) if start else x))
+        zy.append(enc_y(one_hot(views.labels[start : start + batch_size], c)))
+    return EncodedPairs(torch.cat(zx), torch.cat(zy))
+
+
+def train_mapping(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageOptions, gen: torch.Generator) -> dict:
+    """Server stage 3: M(z_x) -> z_y by MSE on consistent latent crops (whole-latent-pixel shifts)."""
+    if not isinstance(pairs, EncodedPairs):
+        raise TypeError("the server stage trains on EncodedPairs (latents) only")
+    mapping.train()
+    opt = torch.optim.AdamW(mapping.parameters(), lr=opts.lr, weight_decay=1e-4)
+
+    def step(idx: torch.Tensor, done: float) -> float:
+        cosine_lr(opt, opts.lr, done)
+        z_x, z_y = shift_latents(pairs.z_image[idx], pairs.z_mask[idx], gen, opts.crop)
+        loss = F.mse_loss(mapping(z_x), z_y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return run_loop("server: mapping net", step, len(pairs), opts.batch_size, opts.budget, gen, opts.quiet)
+
+
+@torch.no_grad()
+def predict_probs(nets: Networks, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Client -> server -> client in torch: (n, 1, S, S) images -> (n, classes, S, S) probabilities."""
+    nets.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(images[start : start + batch_size])
+        out.append(nets.mask_decoder(nets.mapping(nets.image_encoder(x))).softmax(1).numpy())
+    return np.concatenate(out)
