@@ -30,7 +30,7 @@ def save_checkpoint(path: Path, nets: Networks, labels: list[str], normalization
         "slice_axis": 2,
         "metrics": metrics,
         "training": training,
-        "versions": {"psf": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "versions": {"psf": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

@@ -69,7 +69,7 @@ def train_image_autoencoder(nets: Networks, views: Views, opts: StageOptions, ge
 
 
 def train_mask_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen: torch.Generator,
-                           latent_noise: float = 0.05) -> dict:
+                           latent_noise: float = 0.08) -> dict:
     """Client stage 1b: E_y, D_y with Dice + CE on decoded masks.
 
     Gaussian noise on the latent during training makes D_y tolerant of the mapping net's small errors.

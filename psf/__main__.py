@@ -1,0 +1,5 @@
+"""`python -m psf` == `psf`."""
+
+from psf.cli.main import app
+
+app()

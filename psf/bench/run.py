@@ -1,0 +1,102 @@
+"""psf-bench's job: latency per stage, backend and batch size; payload; FLOPs and the FLOP floor; memory."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from psf import __version__
+from psf.bench.stages import STAGE_ORDER, ort_calls, sample_inputs, torch_calls
+from psf.bench.timing import peak_rss_mib, time_calls
+from psf.manifest import Manifest
+
+# This machine's fp32 peak (2 cores, AVX-512 FMA); override with --peak-gflops for other hosts.
+DEFAULT_PEAK_GFLOPS = 190.0
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    backends: tuple[str, ...] = ("ort", "torch")
+    batch_sizes: tuple[int, ...] = (1, 16)
+    threads: int | None = 2
+    warmup: int = 5
+    iters: int = 50
+    checkpoint: Path | None = None
+    peak_gflops: float = DEFAULT_PEAK_GFLOPS
+
+
+def stage_flops(manifest: Manifest) -> dict[str, int] | None:
+    """FLOPs per stage at batch 1, or None when the `onnx` package is absent."""
+    try:
+        from psf.bench.flops import count_flops
+        return {s: count_flops(manifest.path_of(s)) for s in ("encoder", "map", "decoder", "pipeline")}
+    except ImportError:
+        return None
+
+
+def run_bench(manifest: Manifest, opts: BenchOptions, on_result=None) -> dict:
+    results = []
+    for backend in opts.backends:
+        for batch in opts.batch_sizes:
+            inputs = sample_inputs(manifest, batch)
+            if backend == "torch":
+                calls = torch_calls(_checkpoint(manifest, opts), inputs, opts.threads)
+            else:
+                calls = ort_calls(manifest, inputs, opts.threads, backend)
+            for stage in STAGE_ORDER:
+                row = {"backend": backend, "batch": batch, "stage": stage,
+                       **time_calls(calls[stage], opts.warmup, opts.iters)}
+                row["slices_per_s"] = round(batch * 1000 / row["p50"], 1)
+                results.append(row)
+                if on_result:
+                    on_result(row)
+    flops = stage_flops(manifest)
+    report = {
+        "psf_version": __version__,
+        "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+                 "cpus": os.cpu_count(), "threads": opts.threads},
+        "results": results,
+        "payload_bytes_per_slice": {"float16": manifest.payload_bytes("float16"), "float32": manifest.payload_bytes("float32"),
+                                    "wire_dtype": manifest.wire_dtype},
+        "image_bytes_8bit": manifest.image_size**2,
+        "flops": flops,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+    if flops:
+        floor_ms = flops["pipeline"] / (opts.peak_gflops * 1e9) * 1000
+        report["flop_floor"] = {"peak_gflops": opts.peak_gflops, "pipeline_ms": round(floor_ms, 3)}
+        best = [r for r in results if r["stage"] == "pipeline" and r["batch"] == 1 and r["backend"] != "torch"]
+        if best:
+            report["flop_floor"]["pipeline_batch1_vs_floor"] = round(best[0]["p50"] / floor_ms, 2)
+    return report
+
+
+def _checkpoint(manifest: Manifest, opts: BenchOptions) -> Path:
+    from psf.errors import UsageError
+
+    candidate = opts.checkpoint or Path(manifest.source.get("checkpoint", ""))
+    if not candidate or not Path(candidate).is_file():
+        raise UsageError(f"the torch backend needs the bundle's checkpoint ({candidate or 'unknown'} not found); "
+                         "pass --checkpoint model.pt or --backends ort")
+    return Path(candidate)
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown: one latency table, then payload, FLOPs and memory."""
+    lines = ["| backend | batch | stage | p50 ms | p95 ms | slices/s |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in report["results"]:
+        lines.append(f"| {r['backend']} | {r['batch']} | {r['stage']} | {r['p50']:.2f} | {r['p95']:.2f} | {r['slices_per_s']:.0f} |")
+    pay = report["payload_bytes_per_slice"]
+    lines += ["", f"Payload per slice (up / down): float16 {pay['float16']['up']} / {pay['float16']['down']} B, "
+              f"float32 {pay['float32']['up']} / {pay['float32']['down']} B; the 8-bit image is {report['image_bytes_8bit']} B."]
+    if report.get("flops"):
+        flops = ", ".join(f"{k} {v / 1e9:.3f}" for k, v in report["flops"].items())
+        lines.append(f"GFLOPs per slice: {flops}.")
+        floor = report["flop_floor"]
+        ratio = floor.get("pipeline_batch1_vs_floor")
+        lines.append(f"FLOP floor at {floor['peak_gflops']:.0f} GFLOP/s: {floor['pipeline_ms']:.2f} ms per slice"
+                     + (f"; ONNX Runtime batch-1 pipeline is {ratio:.2f}x the floor." if ratio else "."))
+    lines.append(f"Peak RSS: {report['peak_rss_mib']} MiB.")
+    return "\n".join(lines) + "\n"

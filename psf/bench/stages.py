@@ -1,0 +1,71 @@
+"""Callables per stage for each backend, fed with the same inputs, so backends compare like for like."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from psf.manifest import Manifest, verify_file
+
+STAGE_ORDER = ("encoder", "map", "decoder", "end_to_end", "pipeline")
+
+
+def sample_inputs(manifest: Manifest, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A batch of images in [0, 1] and latents of the declared shapes in (-1, 1)."""
+    rng = np.random.default_rng(seed)
+    size = manifest.image_size
+    shape = lambda spec: [batch, *spec.shape[1:]]  # noqa: E731
+    return {
+        "image": rng.random((batch, 1, size, size), dtype=np.float32),
+        "z_image": rng.uniform(-1, 1, shape(manifest.latent("image"))).astype(np.float32),
+        "z_mask": rng.uniform(-1, 1, shape(manifest.latent("mask"))).astype(np.float32),
+    }
+
+
+def ort_calls(manifest: Manifest, inputs: dict[str, np.ndarray], threads: int | None, backend: str = "ort") -> dict[str, Callable]:
+    """Stage -> zero-argument callable on ONNX Runtime. end_to_end chains the three stage sessions."""
+    from psf.runtime.ort import OrtRunner
+
+    runners = {s: OrtRunner(verify_file(manifest, s), backend, threads).activate() for s in ("encoder", "map", "decoder", "pipeline")}
+
+    def run(stage: str, feed: np.ndarray) -> np.ndarray:
+        spec = manifest.stages[stage]
+        return runners[stage].infer({spec.inputs[0].name: feed})[spec.outputs[0].name]
+
+    return {
+        "encoder": lambda: run("encoder", inputs["image"]),
+        "map": lambda: run("map", inputs["z_image"]),
+        "decoder": lambda: run("decoder", inputs["z_mask"]),
+        "end_to_end": lambda: run("decoder", run("map", run("encoder", inputs["image"]))),
+        "pipeline": lambda: run("pipeline", inputs["image"]),
+    }
+
+
+def torch_calls(checkpoint: Path, inputs: dict[str, np.ndarray], threads: int | None) -> dict[str, Callable]:
+    """The same stages in torch eager mode (fp32, no_grad, eval), from the checkpoint the bundle came from."""
+    import torch
+
+    from psf.export.graphs import Decoder, Encoder, Mapping, Pipeline
+    from psf.train.checkpoint import load_checkpoint
+
+    if threads:
+        torch.set_num_threads(threads)
+    nets, _ = load_checkpoint(checkpoint)
+    enc, mapping, dec, pipe = (cls(nets).eval() for cls in (Encoder, Mapping, Decoder, Pipeline))
+    x, zx, zy = (torch.from_numpy(inputs[k]) for k in ("image", "z_image", "z_mask"))
+
+    def no_grad(fn):
+        def call():
+            with torch.inference_mode():
+                return fn()
+        return call
+
+    return {
+        "encoder": no_grad(lambda: enc(x)),
+        "map": no_grad(lambda: mapping(zx)),
+        "decoder": no_grad(lambda: dec(zy)),
+        "end_to_end": no_grad(lambda: dec(mapping(enc(x)))),
+        "pipeline": no_grad(lambda: pipe(x)),
+    }

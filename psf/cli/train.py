@@ -1,0 +1,62 @@
+"""psf-train: client autoencoders, encoding, server mapping net; writes model.pt and a report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from psf.cli.common import DebugOpt, QuietOpt, reports_errors
+from psf.errors import UsageError
+
+
+def train(
+    data: Annotated[Path, typer.Argument(help="Data set folder ({train,val,test}/{images,labels}), e.g. from `psf data mni152`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write.")] = Path("model.pt"),
+    minutes: Annotated[Optional[float], typer.Option(help="Wall-time budget for all stages together.")] = 10.0,
+    epochs: Annotated[Optional[int], typer.Option(help="Epoch budget per stage (with --minutes: whichever ends first).")] = None,
+    views: Annotated[int, typer.Option(help="Augmented views per training slice (client side, before encoding).")] = 12,
+    seed: Annotated[int, typer.Option(help="Random seed (data order, augmentation, initialisation).")] = 0,
+    threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (default: torch's choice).")] = None,
+    image_latent: Annotated[int, typer.Option(help="Channels of the image latent (sent to the server).")] = 4,
+    mask_latent: Annotated[int, typer.Option(help="Channels of the mask latent (sent back).")] = 3,
+    patch: Annotated[int, typer.Option(help="Downsampling from image to latent grid.")] = 4,
+    client_width: Annotated[int, typer.Option(help="Width of the client networks.")] = 32,
+    client_depth: Annotated[int, typer.Option(help="Residual blocks in each client network.")] = 1,
+    map_width: Annotated[int, typer.Option(help="Width of the mapping net's first level.")] = 32,
+    map_depth: Annotated[int, typer.Option(help="Residual blocks per mapping-net level.")] = 1,
+    image_size: Annotated[int, typer.Option(help="Model input size (slices are padded or shrunk to it).")] = 256,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Train Privacy-SF on a data set: client autoencoders, encoded pairs, server mapping net."""
+    reports_errors(_train)(**{k: v for k, v in locals().items() if k != "debug"}, debug=debug)
+
+
+def _train(data: Path, out: Path, minutes: float | None, epochs: int | None, quiet: bool, views: int, seed: int,
+           threads: int | None, **model_sizes) -> None:
+    from psf.models.config import ModelConfig
+    from psf.progress import stderr
+    from psf.train.run import TrainOptions, run_training
+
+    if minutes is None and epochs is None:
+        raise UsageError("give a budget: --minutes and/or --epochs")
+    if minutes is not None and minutes <= 0 or epochs is not None and epochs < 1 or views < 1:
+        raise UsageError("--minutes must be > 0, --epochs and --views >= 1")
+    model = ModelConfig(**model_sizes)
+    model.check()
+    result = run_training(TrainOptions(data=data, out=out, model=model, minutes=minutes, epochs=epochs, views=views,
+                                       seed=seed, threads=threads, quiet=quiet))
+    test = result["metrics"]["test"]
+    report_path = out.with_suffix(".json")
+    from psf.io.atomic import write_text_atomic
+
+    write_text_atomic(report_path, json.dumps(result, indent=2) + "\n")
+    per_class = " ".join(f"{k}={v:.4f}" for k, v in test["dice"].items())
+    iou = " ".join(f"{k}={v:.4f}" for k, v in test["iou"].items())
+    stderr.print(f"test dice {per_class} | iou {iou}")
+    stderr.print(f"wrote {out} and {report_path} ({result['training']['seconds']:.0f} s)")
+    print(f"test mean dice {test['mean_dice']:.4f} (mask autoencoder ceiling "
+          f"{result['metrics']['mask_autoencoder_test']['mean_dice']:.4f})")

@@ -1,0 +1,149 @@
+"""Export a checkpoint to a bundle: four ONNX graphs, metadata_props, onnx.checker, parity vs torch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from psf import __version__
+from psf.errors import PsfError
+from psf.export.graphs import GRAPHS
+from psf.io.atomic import atomic_path
+from psf.manifest import Manifest, StageFile, TensorSpec, sha256_file
+from psf.registry import BUNDLE_FILES
+from psf.train.checkpoint import load_checkpoint
+
+OPSET = 20
+MAX_BATCH = 1024
+# ONNX Runtime must match torch within this on every output (fp32, same weights).
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    manifest: Manifest
+    parity: dict[str, float]
+
+
+def export_bundle(checkpoint: Path, out: Path, parity_slices: np.ndarray | None = None, quiet: bool = False) -> ExportResult:
+    """Write out/{encoder,map,decoder,pipeline}.onnx and out/psf.json; check parity on `parity_slices`
+    ((n, 1, S, S) preprocessed real slices; default: slices of the MNI152 template)."""
+    nets, ckpt = load_checkpoint(checkpoint)
+    cfg = nets.config
+    out.mkdir(parents=True, exist_ok=True)
+    samples = {"image": torch.rand(2, cfg.in_channels, cfg.image_size, cfg.image_size)}
+    with torch.no_grad():
+        samples["z_image"] = nets.image_encoder(samples["image"])
+        samples["z_mask"] = nets.mapping(samples["z_image"])
+    stages: dict[str, StageFile] = {}
+    common_meta = {
+        "psf.format": "psf-bundle/1",
+        "psf.version": __version__,
+        "psf.labels": json.dumps(ckpt["labels"]),
+        "psf.normalization": json.dumps(ckpt["normalization"]),
+        "psf.image_size": str(cfg.image_size),
+        "psf.slice_axis": str(ckpt.get("slice_axis", 2)),
+    }
+    for stage, (graph_cls, input_name, output_name) in GRAPHS.items():
+        module = graph_cls(nets).eval()
+        sample = samples[input_name]
+        with torch.no_grad():
+            result = module(sample)
+        path = out / BUNDLE_FILES[stage]
+        _export_graph(module, sample, input_name, output_name, path)
+        meta = {**common_meta, "psf.stage": stage, "psf.input": input_name, "psf.output": output_name}
+        _finish_onnx(path, meta)
+        stages[stage] = StageFile(
+            file=path.name,
+            sha256=sha256_file(path),
+            inputs=[TensorSpec(input_name, ["N", *sample.shape[1:]], "float32")],
+            outputs=[TensorSpec(output_name, ["N", *result.shape[1:]], "float32")],
+        )
+    manifest = Manifest(
+        image_size=cfg.image_size,
+        labels=list(ckpt["labels"]),
+        normalization=dict(ckpt["normalization"]),
+        slice_axis=int(ckpt.get("slice_axis", 2)),
+        opset=OPSET,
+        stages=stages,
+        source={"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
+                "config": cfg.to_dict(), "test_metrics": ckpt["metrics"].get("test", {})},
+        psf_version=__version__,
+        root=out,
+    )
+    manifest.save(out)
+    if parity_slices is None:
+        parity_slices = template_slices(cfg.image_size, ckpt["normalization"])
+    parity = check_parity(nets, manifest, parity_slices)
+    return ExportResult(manifest=manifest, parity=parity)
+
+
+def _export_graph(module: torch.nn.Module, sample: torch.Tensor, input_name: str, output_name: str, path: Path) -> None:
+    # The exporter logs a warning per torchvision op it cannot register; torchvision is not used here.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    arg_name = next(iter(module.forward.__code__.co_varnames[1:2]))
+    with warnings.catch_warnings(), atomic_path(path) as tmp:
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module, (sample,), input_names=[input_name], output_names=[output_name],
+            dynamic_shapes={arg_name: {0: batch}}, opset_version=OPSET, dynamo=True, external_data=False,
+            verbose=False,
+        )
+        program.save(str(tmp))
+
+
+def _finish_onnx(path: Path, metadata: dict[str, str]) -> None:
+    """Mirror the manifest's facts into metadata_props, then run the full onnx.checker."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    model.producer_name = "privacy-sf"
+    model.producer_version = __version__
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+
+
+def template_slices(size: int, normalization: dict, count: int = 8) -> np.ndarray:
+    """`count` axial slices through the brain of the MNI152 T1 template, preprocessed like inference."""
+    from psf.data.mni152 import TEMPLATE_FILES, template_dir
+    from psf.io import read_scan
+    from psf.pipeline.preprocess import fit_slices, normalize, plan_fit, to_slices
+
+    volume = read_scan(template_dir() / TEMPLATE_FILES["t1"]).pixels
+    slices = to_slices(normalize(volume, normalization), 2)
+    picks = np.linspace(len(slices) * 0.25, len(slices) * 0.75, count).astype(int)
+    return fit_slices(slices[picks], plan_fit(slices.shape[1:], size))
+
+
+def check_parity(nets, manifest: Manifest, images: np.ndarray) -> dict[str, float]:
+    """Max abs error of each ONNX graph (ONNX Runtime) against torch on real inputs; raise above tolerance."""
+    from psf.runtime.ort import OrtRunner
+
+    with torch.no_grad():
+        x = torch.from_numpy(images)
+        z_image = nets.image_encoder(x)
+        z_mask = nets.mapping(z_image)
+        probs = nets.mask_decoder(z_mask).softmax(1)
+    feeds = {"encoder": (images, z_image), "map": (z_image.numpy(), z_mask), "decoder": (z_mask.numpy(), probs),
+             "pipeline": (images, probs)}
+    errors = {}
+    for stage, (feed, expected) in feeds.items():
+        with OrtRunner(manifest.path_of(stage), threads=2) as runner:
+            (got,) = runner.infer({runner.input_names[0]: feed}).values()
+        errors[stage] = float(np.max(np.abs(got - expected.numpy())))
+    worst = max(errors, key=errors.get)
+    if errors[worst] > PARITY_TOLERANCE:
+        raise PsfError(f"parity check failed: {worst}.onnx differs from torch by {errors[worst]:.2e} "
+                       f"(tolerance {PARITY_TOLERANCE:.0e}); the export is not trustworthy")
+    return errors

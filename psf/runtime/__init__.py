@@ -1,0 +1,1 @@
+"""Runners for the bundle's graphs (numpy in, numpy out). Never imports torch."""

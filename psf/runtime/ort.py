@@ -1,0 +1,83 @@
+"""ONNX Runtime backend: a loader that makes the session and a runner with activate/infer/deactivate.
+
+Sessions run with intra-op spinning off: on 2 cores, chained sessions whose idle threads spin fight
+for the cores (3x slower in ../shared/TOOLCHAIN.md's measurement).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from psf.errors import BundleError, MissingDependency, UsageError
+
+PROVIDERS = {"ort": ["CPUExecutionProvider"], "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise MissingDependency("ONNX Runtime", "gpu' or 'privacy-sf") from exc
+    return onnxruntime
+
+
+def session_from_onnx(path: str | Path, backend: str = "ort", threads: int | None = None):
+    """An InferenceSession for `path` on `backend`'s providers, spinning off, `threads` intra-op threads."""
+    ort = _ort()
+    if backend not in PROVIDERS:
+        raise UsageError(f"unknown ONNX Runtime backend {backend!r}; choose one of {', '.join(PROVIDERS)}")
+    providers = PROVIDERS[backend]
+    missing = [p for p in providers[:-1] if p not in ort.get_available_providers()]
+    if missing:
+        raise MissingDependency(f"ONNX Runtime with {missing[0]}", "gpu")
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise BundleError(f"{path}: ONNX Runtime cannot load it ({type(exc).__name__}: {exc}); re-export the bundle") from exc
+
+
+class OrtRunner:
+    """Runs one ONNX graph. Construction is cheap; the session is made on activate()."""
+
+    def __init__(self, path: str | Path, backend: str = "ort", threads: int | None = None):
+        self.path, self.backend, self.threads = Path(path), backend, threads
+        self.session = None
+
+    def activate(self) -> "OrtRunner":
+        if self.session is None:
+            self.session = session_from_onnx(self.path, self.backend, self.threads)
+        return self
+
+    def deactivate(self) -> None:
+        self.session = None
+
+    def __enter__(self) -> "OrtRunner":
+        return self.activate()
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.activate().session.get_inputs()]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.activate().session.get_outputs()]
+
+    def io_metadata(self) -> dict[str, list[tuple[str, list, str]]]:
+        session = self.activate().session
+        return {"inputs": [(i.name, i.shape, i.type) for i in session.get_inputs()],
+                "outputs": [(o.name, o.shape, o.type) for o in session.get_outputs()]}
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self.activate().session
+        outputs = session.run(None, feed)
+        return dict(zip(self.output_names, outputs))
