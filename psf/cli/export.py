@@ -20,14 +20,14 @@ def export(
 
 
 def _export(checkpoint: Path, out: Path | None) -> None:
-    from psf.export.onnx import PARITY_TOLERANCE, export_bundle
+    from psf.export.onnx import export_bundle, tolerance
     from psf.progress import stderr
 
     out = out or checkpoint.parent / "bundle"
     with stderr.status(f"exporting {checkpoint} to {out}"):
         result = export_bundle(checkpoint, out)
     for stage, err in result.parity.items():
-        stderr.print(f"parity {stage:9s} max abs error vs torch {err:.2e} (tolerance {PARITY_TOLERANCE:.0e})")
+        stderr.print(f"parity {stage:9s} max abs error vs torch {err:.2e} (tolerance {tolerance(stage):.0e})")
     payload = result.manifest.payload_bytes()
     print(f"wrote {out} ({', '.join(s.file for s in result.manifest.stages.values())}, psf.json) | "
           f"payload per slice {payload['up']} B up, {payload['down']} B down ({result.manifest.wire_dtype})")

@@ -23,6 +23,8 @@ OPSET = 20
 MAX_BATCH = 1024
 # ONNX Runtime must match torch within this on every output (fp32, same weights).
 PARITY_TOLERANCE = 1e-4
+# The fused pipeline compounds three graphs and a softmax: its probabilities get 5x that.
+PIPELINE_TOLERANCE = 5e-4
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,12 @@ def check_parity(nets, manifest: Manifest, images: np.ndarray) -> dict[str, floa
         with OrtRunner(manifest.path_of(stage), threads=2) as runner:
             (got,) = runner.infer({runner.input_names[0]: feed}).values()
         errors[stage] = float(np.max(np.abs(got - expected.numpy())))
-    worst = max(errors, key=errors.get)
-    if errors[worst] > PARITY_TOLERANCE:
-        raise PsfError(f"parity check failed: {worst}.onnx differs from torch by {errors[worst]:.2e} "
-                       f"(tolerance {PARITY_TOLERANCE:.0e}); the export is not trustworthy")
+    for stage, error in errors.items():
+        if error > tolerance(stage):
+            raise PsfError(f"parity check failed: {stage}.onnx differs from torch by {error:.2e} "
+                           f"(tolerance {tolerance(stage):.0e}); the export is not trustworthy")
     return errors
+
+
+def tolerance(stage: str) -> float:
+    return PIPELINE_TOLERANCE if stage == "pipeline" else PARITY_TOLERANCE

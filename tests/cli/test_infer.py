@@ -1,0 +1,75 @@
+"""psf-infer end to end on real scans: masks in the source geometry, bad files isolated, atomic outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def scans(mni_data, tmp_path):
+    """A folder with real test volumes, a PNG slice, a corrupt NIfTI and a stray text file."""
+    folder = tmp_path / "scans"
+    shutil.copytree(mni_data / "test" / "images", folder / "nifti")
+    volume = nib.load(next((folder / "nifti").iterdir()))
+    plane = np.asarray(volume.dataobj)[:, :, 2]
+    (folder / "png").mkdir()
+    Image.fromarray(plane.astype(np.uint8)).save(folder / "png" / "slice.png")
+    (folder / "broken.nii.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    (folder / "notes.txt").write_text("ignored: not a scan suffix")
+    return folder
+
+
+def test_masks_written_in_source_geometry_and_bad_file_reported(tiny_bundle, scans, tmp_path):
+    out = tmp_path / "out"
+    report = tmp_path / "run.json"
+    result = run_cli("infer", "--engine", str(tiny_bundle / "map.onnx"), str(scans), "-o", str(out), "--report", str(report), "-q")
+    assert result.returncode == 1, result.stderr
+    assert "broken.nii.gz" in result.stderr and "not a readable NIfTI" in result.stderr
+    assert "1 failed" in result.stdout
+    run = json.loads(report.read_text())
+    assert run["ok"] == 4 and run["failed"] == 1
+    for source in (scans / "nifti").iterdir():
+        mask = nib.load(out / "nifti" / source.name.replace(".nii.gz", "_mask.nii.gz"))
+        src = nib.load(source)
+        assert mask.shape == src.shape
+        np.testing.assert_array_equal(mask.affine, src.affine)
+        assert mask.get_data_dtype() == np.uint8
+        assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1, 2}
+    png_mask = np.asarray(Image.open(out / "png" / "slice_mask.png"))
+    assert png_mask.shape == np.asarray(Image.open(scans / "png" / "slice.png")).shape
+    assert not list(out.rglob("*.partial*"))
+
+
+def test_existing_masks_need_overwrite(tiny_bundle, mni_data, tmp_path):
+    images = mni_data / "test" / "images"
+    args = ("infer", "--engine", str(tiny_bundle), str(images), "-o", str(tmp_path), "-q")
+    assert run_cli(*args).returncode == 0
+    second = run_cli(*args)
+    assert second.returncode == 0 and "skipped" in second.stdout and "--overwrite" in second.stderr
+    assert run_cli(*args, "--overwrite").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--engine", "/nonexistent/map.onnx"), "no such file"),
+        (("--engine", "{bundle}", "--batch-size", "0"), "--batch-size"),
+        (("--engine", "{bundle}", "--backend", "tpu"), "--backend 'tpu'"),
+        (("--engine", "{bundle}", "--mode", "cloud"), "--mode 'cloud'"),
+    ],
+)
+def test_bad_flags_get_one_clear_line(tiny_bundle, mni_data, args, message):
+    args = [a.replace("{bundle}", str(tiny_bundle)) for a in args]
+    result = run_cli("infer", *args, str(mni_data / "test" / "images"), "-o", "/tmp/psf-never")
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr

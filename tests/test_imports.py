@@ -1,0 +1,21 @@
+"""The edge path never loads torch: a Jetson runs it with ONNX Runtime / TensorRT and numpy only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_inference_path_does_not_import_torch():
+    code = (
+        "import sys; import psf.runtime, psf.runtime.ort, psf.io, psf.cli.infer, psf.cli.main, psf.pipeline.scan, "
+        "psf.pipeline.segmenter, psf.manifest; print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_help_is_fast_and_torch_free():
+    code = "import sys; from psf.cli.main import app; print('torch' in sys.modules, 'onnxruntime' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False False"
