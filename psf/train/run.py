@@ -74,7 +74,7 @@ def run_training(opts: TrainOptions) -> dict:
         "image_ae": train_image_autoencoder(nets, views, stage_options(opts, "image_ae"), gen),
         "mask_ae": train_mask_autoencoder(nets, views, stage_options(opts, "mask_ae"), gen),
     }
-    pairs = encode_pairs(nets, views, gen)
+    pairs = encode_pairs(nets, views)
     stderr.print(f"client: encoded {len(pairs)} pairs ({opts.views} views per slice) for the server")
     log["mapping"] = train_mapping(nets.mapping, pairs, stage_options(opts, "mapping"), gen)
     nets.eval()
