@@ -28,6 +28,7 @@ def train(
     map_width: Annotated[int, typer.Option(help="Width of the mapping net's first level.")] = 32,
     map_depth: Annotated[int, typer.Option(help="Residual blocks per mapping-net level.")] = 1,
     image_size: Annotated[int, typer.Option(help="Model input size (slices are padded or shrunk to it).")] = 256,
+    baseline: Annotated[Optional[str], typer.Option(help="Train a plain baseline instead: 'unet' (raw images, same budget and augmentation).")] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -36,7 +37,7 @@ def train(
 
 
 def _train(data: Path, out: Path, minutes: float | None, epochs: int | None, quiet: bool, views: int, seed: int,
-           threads: int | None, **model_sizes) -> None:
+           threads: int | None, baseline: str | None, **model_sizes) -> None:
     from psf.models.config import ModelConfig
     from psf.progress import stderr
     from psf.train.run import TrainOptions, run_training
@@ -45,10 +46,22 @@ def _train(data: Path, out: Path, minutes: float | None, epochs: int | None, qui
         raise UsageError("give a budget: --minutes and/or --epochs")
     if minutes is not None and minutes <= 0 or epochs is not None and epochs < 1 or views < 1:
         raise UsageError("--minutes must be > 0, --epochs and --views >= 1")
-    model = ModelConfig(**model_sizes)
-    model.check()
-    result = run_training(TrainOptions(data=data, out=out, model=model, minutes=minutes, epochs=epochs, views=views,
-                                       seed=seed, threads=threads, quiet=quiet))
+    if baseline not in (None, "unet"):
+        raise UsageError(f"--baseline {baseline!r}: the only baseline is 'unet'")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if baseline:
+        from psf.train.baseline import train_unet
+
+        out = Path("unet.pt") if out == Path("model.pt") else out
+        result = train_unet(data, out, minutes, epochs, views, seed, TrainOptions.labels, model_sizes["image_size"], quiet=quiet)
+    else:
+        model = ModelConfig(**model_sizes)
+        model.check()
+        result = run_training(TrainOptions(data=data, out=out, model=model, minutes=minutes, epochs=epochs, views=views,
+                                           seed=seed, threads=threads, quiet=quiet))
     test = result["metrics"]["test"]
     report_path = out.with_suffix(".json")
     from psf.io.atomic import write_text_atomic
@@ -57,6 +70,10 @@ def _train(data: Path, out: Path, minutes: float | None, epochs: int | None, qui
     per_class = " ".join(f"{k}={v:.4f}" for k, v in test["dice"].items())
     iou = " ".join(f"{k}={v:.4f}" for k, v in test["iou"].items())
     stderr.print(f"test dice {per_class} | iou {iou}")
+    if baseline:
+        stderr.print(f"wrote {out} and {report_path} ({result['training']['seconds']:.0f} s)")
+        print(f"baseline {baseline} test mean dice {test['mean_dice']:.4f}")
+        return
     stderr.print(f"wrote {out} and {report_path} ({result['training']['seconds']:.0f} s)")
     print(f"test mean dice {test['mean_dice']:.4f} (mask autoencoder ceiling "
           f"{result['metrics']['mask_autoencoder_test']['mean_dice']:.4f})")

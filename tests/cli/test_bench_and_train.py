@@ -43,3 +43,12 @@ def test_train_and_export_cli(mni_data, tmp_path):
 def test_train_refuses_missing_data(tmp_path):
     result = run_cli("train", str(tmp_path / "nowhere"), "-o", str(tmp_path / "m.pt"), "--minutes", "0.1")
     assert result.returncode == 1 and "psf data mni152" in result.stderr
+
+
+def test_unet_baseline_trains_and_reports(mni_data, tmp_path):
+    out = tmp_path / "unet.pt"
+    result = run_cli("train", str(mni_data), "--baseline", "unet", "-o", str(out), "--minutes", "0.15", "--views", "1",
+                     "-q", check=True)
+    assert "baseline unet test mean dice" in result.stdout
+    saved = torch.load(out, weights_only=True)
+    assert saved["format"] == "psf-unet/1" and "test" in saved["metrics"]

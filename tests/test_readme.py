@@ -1,0 +1,38 @@
+"""The README's first commands are the contract; check they exist and that the commands it names do too."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_first_two_commands_are_make_demo_and_make_test():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands[:2] == ["make demo", "make test"]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_targets_resolve():
+    for target in ("demo", "test"):
+        result = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_commands_named_in_readme_have_help():
+    readme = (ROOT / "README.md").read_text()
+    for command in sorted(set(re.findall(r"`(psf(?:-\w+)?) ", readme))):
+        from psf.cli.main import app
+        from typer.testing import CliRunner
+
+        args = ["--help"] if command == "psf" else [command.removeprefix("psf-").replace("psf", ""), "--help"]
+        result = CliRunner().invoke(app, [a for a in args if a])
+        assert result.exit_code == 0, (command, result.output)
