@@ -12,7 +12,7 @@ from pathlib import Path
 
 from psf.errors import BundleError
 from psf.io.atomic import write_text_atomic
-from psf.registry import BUNDLE_FILES, MANIFEST_NAME
+from psf.registry import MANIFEST_NAME
 
 FORMAT = "psf-bundle/1"
 
@@ -141,7 +141,3 @@ def verify_file(manifest: Manifest, stage: str) -> Path:
         raise BundleError(f"{path}: sha256 {actual[:12]}... does not match the manifest's "
                           f"{manifest.stages[stage].sha256[:12]}...; the file was changed or corrupted, re-export the bundle")
     return path
-
-
-def default_file(stage: str) -> str:
-    return BUNDLE_FILES[stage]

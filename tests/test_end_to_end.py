@@ -10,11 +10,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from psf.io import read_scan
 from psf.manifest import load_manifest
 from psf.metrics import confusion_counts, report
 from psf.pipeline.scan import segment_scan
 from psf.pipeline.segmenter import Segmenter, SegmenterOptions
-from psf.io import read_scan
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow

@@ -30,8 +30,9 @@ def test_make_targets_resolve():
 def test_commands_named_in_readme_have_help():
     readme = (ROOT / "README.md").read_text()
     for command in sorted(set(re.findall(r"`(psf(?:-\w+)?) ", readme))):
-        from psf.cli.main import app
         from typer.testing import CliRunner
+
+        from psf.cli.main import app
 
         args = ["--help"] if command == "psf" else [command.removeprefix("psf-").replace("psf", ""), "--help"]
         result = CliRunner().invoke(app, [a for a in args if a])

@@ -60,7 +60,7 @@ def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, overwr
 def run_batch(inputs: list[Path], segmenter, out: Path, axis: int, overwrite: bool, quiet: bool, debug: bool) -> dict:
     """Segment every scan found; isolate failures; return the run's report."""
     from psf.errors import PsfError
-    from psf.io import find_scans, mask_path, read_scan, scan_suffix, write_mask
+    from psf.io import find_scans, mask_path, read_scan, write_mask
     from psf.pipeline.scan import Timings, segment_scan
     from psf.progress import progress_bar, stderr
 
@@ -68,7 +68,7 @@ def run_batch(inputs: list[Path], segmenter, out: Path, axis: int, overwrite: bo
     files, totals, started = [], Timings(), time.perf_counter()
     io_seconds = 0.0
     with progress_bar(quiet) as bar:
-        task = bar.add_task("segmenting", total=len(found))
+        task = bar.add_task("segmenting", total=len(found), unit="scans")
         for scan_path, root in found:
             entry = {"input": str(scan_path)}
             try:

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from psf.models.autoencoders import image_decoder, image_encoder, mask_decoder, mask_encoder
+from psf.models.autoencoders import (
+    image_decoder,
+    image_encoder,
+    mask_decoder,
+    mask_encoder,
+)
 from psf.models.config import ModelConfig
 from psf.models.mapping import MappingNet
 

@@ -9,7 +9,13 @@ import numpy as np
 
 from psf.io.scan import Scan
 from psf.pipeline.postprocess import probs_to_labels
-from psf.pipeline.preprocess import fit_slices, from_slices, normalize, plan_fit, to_slices
+from psf.pipeline.preprocess import (
+    fit_slices,
+    from_slices,
+    normalize,
+    plan_fit,
+    to_slices,
+)
 from psf.pipeline.segmenter import Segmenter
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from psf.errors import PsfError
 from psf.io import find_scans, read_scan
-from psf.pipeline.preprocess import fit_slices, plan_fit, normalize, to_slices
+from psf.pipeline.preprocess import fit_slices, normalize, plan_fit, to_slices
 
 SPLITS = ("train", "val", "test")
 

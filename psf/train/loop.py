@@ -37,7 +37,8 @@ def run_loop(name: str, step: Callable[[torch.Tensor, float], float], n_items: i
         total = budget.epochs * steps_per_epoch
     ema, steps, epochs = None, 0, 0
     with progress_bar(quiet) as bar:
-        task = bar.add_task(name, total=total if budget.seconds is None else budget.seconds)
+        by_time = budget.seconds is not None
+        task = bar.add_task(name, total=budget.seconds if by_time else total, unit="s of budget" if by_time else "steps")
         while True:
             order = torch.randperm(n_items, generator=gen)
             for b in range(steps_per_epoch):

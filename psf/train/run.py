@@ -14,12 +14,19 @@ from psf.models import build_networks
 from psf.models.config import ModelConfig
 from psf.pipeline.preprocess import DEFAULT_NORMALIZATION
 from psf.progress import stderr
+from psf.train.augment import augmented_views
 from psf.train.checkpoint import save_checkpoint
 from psf.train.data import SliceSet, load_split
 from psf.train.loop import Budget
-from psf.train.augment import augmented_views
-from psf.train.stages import (StageOptions, Views, encode_pairs, predict_probs, train_image_autoencoder, train_mapping,
-                              train_mask_autoencoder)
+from psf.train.stages import (
+    StageOptions,
+    Views,
+    encode_pairs,
+    predict_probs,
+    train_image_autoencoder,
+    train_mapping,
+    train_mask_autoencoder,
+)
 
 # How a time budget is shared between the stages (the rest goes to encoding and evaluation).
 BUDGET_SHARES = {"image_ae": 0.22, "mask_ae": 0.13, "mapping": 0.6}

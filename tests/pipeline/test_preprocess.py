@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from psf.pipeline.postprocess import probs_to_labels
-from psf.pipeline.preprocess import DEFAULT_NORMALIZATION, fit_slices, normalize, plan_fit
+from psf.pipeline.preprocess import (
+    DEFAULT_NORMALIZATION,
+    fit_slices,
+    normalize,
+    plan_fit,
+)
 
 
 def test_percentile_normalization_ignores_scanner_scale_and_offset():
