@@ -14,7 +14,7 @@ from psf.registry import BACKENDS, SUFFIX_BACKEND
 
 
 def infer(
-    inputs: Annotated[list[Path], typer.Argument(help="Scan files or folders (searched recursively): NIfTI, PNG.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Scan files or folders (searched recursively): NIfTI, PNG, DICOM files and series.")],
     engine: Annotated[Path, typer.Option("--engine", "-e", help="Any file of a bundle (e.g. bundle/map.onnx) or the bundle folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the masks; mirrors the input folders.")] = Path("masks"),
     backend: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(BACKENDS)} (default: from the engine's suffix).")] = None,
@@ -60,7 +60,7 @@ def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, overwr
 def run_batch(inputs: list[Path], segmenter, out: Path, axis: int, overwrite: bool, quiet: bool, debug: bool) -> dict:
     """Segment every scan found; isolate failures; return the run's report."""
     from psf.errors import PsfError
-    from psf.io import find_scans, mask_path, read_scan, write_mask
+    from psf.io import find_scans, mask_path, read_source, write_mask
     from psf.pipeline.scan import Timings, segment_scan
     from psf.progress import progress_bar, stderr
 
@@ -69,12 +69,13 @@ def run_batch(inputs: list[Path], segmenter, out: Path, axis: int, overwrite: bo
     io_seconds = 0.0
     with progress_bar(quiet) as bar:
         task = bar.add_task("segmenting", total=len(found), unit="scans")
-        for scan_path, root in found:
+        for source in found:
+            scan_path = source.path
             entry = {"input": str(scan_path)}
             try:
                 t0 = time.perf_counter()
-                scan = read_scan(scan_path)
-                target = mask_path(scan_path, root, out, scan.format)
+                scan = read_source(source)
+                target = mask_path(source, None, out, scan.format)
                 entry["output"] = str(target)
                 if target.exists() and not overwrite:
                     entry.update(status="skipped", reason=f"{target} exists; pass --overwrite to replace it")

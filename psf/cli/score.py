@@ -38,7 +38,8 @@ def _score(predictions: Path, truth: Path, labels: str, run_report: Path | None,
     names = labels.split(",")
     counts = np.zeros((len(names), 3), dtype=np.int64)
     pairs = 0
-    for truth_path, _ in find_scans([truth]):
+    for source in find_scans([truth]):
+        truth_path = source.path
         suffix = scan_suffix(truth_path)
         stem = truth_path.name[: -len(suffix)]
         candidates = [predictions / f"{stem}_mask{s}" for s in MASK_SUFFIX.values()]

@@ -1,13 +1,20 @@
-"""Scans in, masks out. Readers are registered here, by suffix; numpy, nibabel and Pillow only."""
+"""Scans in, masks out: readers registered in one place, picked by suffix (and DICOM by content).
+
+A reader returns pixels + geometry and nothing else (psf.io.scan.Scan). numpy, nibabel, Pillow and,
+for DICOM, pydicom; never torch.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from psf.errors import ScanReadError
+from psf.io.dicom import looks_like_dicom, read_dicom, series_uid
 from psf.io.nifti import read_nifti, write_nifti
 from psf.io.png import read_png, write_png
 from psf.io.scan import Geometry, Scan
@@ -17,51 +24,98 @@ READERS: dict[str, Callable[[Path], Scan]] = {
     ".nii": read_nifti,
     ".png": read_png,
 }
-# A mask is written in the format its scan came in.
-MASK_SUFFIX = {"nifti": ".nii.gz", "png": ".png"}
+# A mask is written in the format its scan came in; DICOM scans get a NIfTI mask in patient space (RAS).
+MASK_SUFFIX = {"nifti": ".nii.gz", "png": ".png", "dicom": ".nii.gz"}
 
-__all__ = ["Geometry", "Scan", "ScanReadError", "find_scans", "mask_path", "read_scan", "scan_suffix", "write_mask"]
+__all__ = ["Geometry", "Scan", "ScanReadError", "Source", "find_scans", "mask_path", "read_scan", "read_source",
+           "scan_suffix", "write_mask"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One scan to segment: a file, or the files of one DICOM series.
+
+    `path` names the scan in messages and outputs (the file, or the series' folder, with a `_seriesN`
+    suffix when a folder holds several series); `root` is the input that output folders mirror.
+    """
+
+    path: Path
+    root: Path
+    files: tuple[Path, ...]
+    kind: str  # "file" or "dicom"
 
 
 def scan_suffix(path: str | Path) -> str | None:
-    """The registered suffix of `path` (".nii.gz" before ".gz"), or None if psf cannot read it."""
+    """The registered suffix of `path` (".nii.gz" before ".gz"), or None if psf cannot read it by suffix."""
     name = Path(path).name.lower()
     return next((s for s in sorted(READERS, key=len, reverse=True) if name.endswith(s)), None)
 
 
 def read_scan(path: str | Path) -> Scan:
+    """Read one file: NIfTI, PNG or a single DICOM file."""
     path = Path(path)
     if not path.is_file():
         raise ScanReadError(path, "no such file")
     suffix = scan_suffix(path)
     if suffix is None:
-        raise ScanReadError(path, f"unknown scan format; psf reads {', '.join(READERS)}")
+        if looks_like_dicom(path):
+            return read_dicom([path], path)
+        raise ScanReadError(path, f"unknown scan format; psf reads {', '.join(READERS)} and DICOM")
     return READERS[suffix](path)
 
 
-def find_scans(inputs: list[Path]) -> list[tuple[Path, Path]]:
-    """Expand files and folders (recursively) into (scan, root) pairs; root is what outputs mirror."""
-    found: list[tuple[Path, Path]] = []
+def read_source(source: Source) -> Scan:
+    if source.kind == "dicom":
+        return read_dicom(list(source.files), source.path)
+    return read_scan(source.files[0])
+
+
+def find_scans(inputs: list[Path]) -> list[Source]:
+    """Expand files and folders (recursively) into sources; DICOM files are grouped per folder and series."""
+    sources: list[Source] = []
     for item in inputs:
-        if item.is_dir():
-            for path in sorted(item.rglob("*")):
-                if path.is_file() and scan_suffix(path) and not path.name.startswith("."):
-                    found.append((path, item))
-        else:
-            found.append((item, item.parent))
-    return found
+        if not item.is_dir():
+            kind = "dicom" if not scan_suffix(item) and item.is_file() and looks_like_dicom(item) else "file"
+            sources.append(Source(item, item.parent, (item,), kind))
+            continue
+        dicom_by_folder: dict[Path, list[Path]] = defaultdict(list)
+        for path in sorted(item.rglob("*")):
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            if scan_suffix(path):
+                sources.append(Source(path, item, (path,), "file"))
+            elif looks_like_dicom(path):
+                dicom_by_folder[path.parent].append(path)
+        for folder, files in dicom_by_folder.items():
+            sources.extend(_series_sources(folder, files, item))
+    return sources
 
 
-def mask_path(scan: Path, root: Path, out_dir: Path, fmt: str) -> Path:
-    """out_dir/<scan's folder relative to root>/<scan stem>_mask<suffix>."""
-    suffix = scan_suffix(scan) or ""
-    stem = scan.name[: len(scan.name) - len(suffix)] if suffix else scan.stem
-    relative = scan.parent.relative_to(root) if scan.is_relative_to(root) else Path()
+def _series_sources(folder: Path, files: list[Path], root: Path) -> list[Source]:
+    """One source per series in `folder`; unreadable headers become their own (failing) sources."""
+    groups: dict[str | None, list[Path]] = defaultdict(list)
+    for path in files:
+        groups[series_uid(path)].append(path)
+    sources = [Source(path, root, (path,), "dicom") for path in groups.pop(None, [])]
+    several = len(groups) > 1
+    for index, (_, members) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[1][0])), start=1):
+        name = folder.parent / f"{folder.name}_series{index}" if several else folder
+        sources.append(Source(name, root, tuple(members), "dicom"))
+    return sources
+
+
+def mask_path(source: Source | Path, root: Path | None, out_dir: Path, fmt: str) -> Path:
+    """out_dir/<the scan's folder relative to root>/<scan stem>_mask<suffix>."""
+    path = source.path if isinstance(source, Source) else Path(source)
+    root = source.root if isinstance(source, Source) else root
+    suffix = scan_suffix(path) or next((s for s in (".dcm", ".dicom", ".ima") if path.name.lower().endswith(s)), "")
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    relative = path.parent.relative_to(root) if path.parent.is_relative_to(root) else Path()
     return out_dir / relative / f"{stem}_mask{MASK_SUFFIX[fmt]}"
 
 
 def write_mask(path: Path, mask: np.ndarray, scan: Scan) -> Path:
     """Write a uint8 label mask (voxel order, same shape as the scan) in the scan's format and geometry."""
-    if scan.format == "nifti":
+    if scan.format in ("nifti", "dicom"):
         return write_nifti(path, mask.astype(np.uint8), scan.geometry)
     return write_png(path, mask)

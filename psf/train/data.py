@@ -36,7 +36,8 @@ def load_split(root: Path, split: str, size: int, normalization: dict, axis: int
     if not images_dir.is_dir():
         raise PsfError(f"{images_dir} does not exist; build a data set with: psf data mni152 {root}")
     images, labels, valid = [], [], []
-    for path, _ in find_scans([images_dir]):
+    for source in find_scans([images_dir]):
+        path = source.path
         label_path = labels_dir / path.name
         if not label_path.is_file():
             raise PsfError(f"{path} has no label file {label_path}")

@@ -73,3 +73,16 @@ def test_bad_flags_get_one_clear_line(tiny_bundle, mni_data, args, message):
     result = run_cli("infer", *args, str(mni_data / "test" / "images"), "-o", "/tmp/psf-never")
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dicom_series_gets_a_nifti_mask_in_patient_space(tiny_bundle, mni_data, tmp_path):
+    from tests.io.dicom_factory import write_series
+
+    volume = np.asarray(nib.load(next((mni_data / "test" / "images").iterdir())).dataobj, dtype=np.float32)
+    write_series(tmp_path / "scans" / "patient1" / "t1", volume[:, :, :4])
+    out = tmp_path / "out"
+    result = run_cli("infer", "--engine", str(tiny_bundle), str(tmp_path / "scans"), "-o", str(out), "-q")
+    assert result.returncode == 0, result.stderr
+    mask = nib.load(out / "patient1" / "t1_mask.nii.gz")
+    assert mask.shape == (volume.shape[1], volume.shape[0], 4)
+    np.testing.assert_allclose(mask.affine @ [0, 0, 3, 1], [100, 120, -40 + 3 * 2.5, 1], atol=1e-5)

@@ -93,7 +93,7 @@ def test_discovery_mirrors_the_input_tree(tmp_path):
     for name in ("a/x.nii.gz", "a/b/y.png", "a/b/readme.txt"):
         (tmp_path / name).write_bytes(b"")
     found = find_scans([tmp_path / "a"])
-    assert sorted(p.name for p, _ in found) == ["x.nii.gz", "y.png"]
+    assert sorted(s.path.name for s in found) == ["x.nii.gz", "y.png"]
     out = mask_path(tmp_path / "a/b/y.png", tmp_path / "a", tmp_path / "out", "png")
     assert out == tmp_path / "out" / "b" / "y_mask.png"
     assert mask_path(tmp_path / "a/x.nii.gz", tmp_path / "a", tmp_path / "o", "nifti").name == "x_mask.nii.gz"
