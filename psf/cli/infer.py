@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from psf.cli.common import DebugOpt, QuietOpt, reports_errors
+from psf.io.scan import ReadOptions
 from psf.registry import BACKENDS, SUFFIX_BACKEND
 
 
@@ -22,18 +23,19 @@ def infer(
     batch_size: Annotated[int, typer.Option(help="Slices per model call.")] = 16,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op CPU threads (default: all cores).")] = None,
     axis: Annotated[int, typer.Option(help="Voxel axis to slice volumes along (0, 1 or 2).")] = 2,
+    volume_index: Annotated[Optional[int], typer.Option(help="For 4D NIfTI: which volume to segment.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace masks that already exist.")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write a JSON report of the run (per file, timings, failures).")] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Segment scans with a Privacy-SF bundle; a bad file is reported and the rest still run."""
-    reports_errors(_infer)(inputs, engine, out, backend, mode, batch_size, threads, axis, overwrite, report, quiet, debug,
-                           debug=debug)
+    reports_errors(_infer)(inputs, engine, out, backend, mode, batch_size, threads, axis, volume_index, overwrite, report,
+                           quiet, debug, debug=debug)
 
 
-def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, overwrite, report, quiet, debug) -> None:
-    from psf.errors import UsageError
+def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, volume_index, overwrite, report, quiet,
+           debug) -> None:    from psf.errors import UsageError
     from psf.manifest import load_manifest
     from psf.pipeline.segmenter import MODES, Segmenter, SegmenterOptions
 
@@ -47,7 +49,7 @@ def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, overwr
     manifest = load_manifest(engine)
     options = SegmenterOptions(backend=backend, mode=mode, batch_size=batch_size, threads=threads)
     with Segmenter(manifest, options) as segmenter:
-        summary = run_batch(inputs, segmenter, out, axis, overwrite, quiet, debug)
+        summary = run_batch(inputs, segmenter, out, axis, overwrite, quiet, debug, ReadOptions(volume_index))
     if report:
         from psf.io.atomic import write_text_atomic
 
@@ -57,7 +59,8 @@ def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, overwr
         raise typer.Exit(1)
 
 
-def run_batch(inputs: list[Path], segmenter, out: Path, axis: int, overwrite: bool, quiet: bool, debug: bool) -> dict:
+def run_batch(inputs: list[Path], segmenter, out: Path, axis: int, overwrite: bool, quiet: bool, debug: bool,
+              read_options: ReadOptions = ReadOptions()) -> dict:
     """Segment every scan found; isolate failures; return the run's report."""
     from psf.errors import PsfError
     from psf.io import find_scans, mask_path, read_source, write_mask
@@ -74,7 +77,7 @@ def run_batch(inputs: list[Path], segmenter, out: Path, axis: int, overwrite: bo
             entry = {"input": str(scan_path)}
             try:
                 t0 = time.perf_counter()
-                scan = read_source(source)
+                scan = read_source(source, read_options)
                 target = mask_path(source, None, out, scan.format)
                 entry["output"] = str(target)
                 if target.exists() and not overwrite:

@@ -16,18 +16,23 @@ import numpy as np
 from psf.errors import ScanReadError
 from psf.io.dicom import looks_like_dicom, read_dicom, series_uid
 from psf.io.nifti import read_nifti, write_nifti
-from psf.io.png import read_png, write_png
-from psf.io.scan import Geometry, Scan
+from psf.io.image2d import read_image2d, write_png
+from psf.io.scan import Geometry, ReadOptions, Scan
 
-READERS: dict[str, Callable[[Path], Scan]] = {
+READERS: dict[str, Callable[..., Scan]] = {
     ".nii.gz": read_nifti,
     ".nii": read_nifti,
-    ".png": read_png,
+    ".png": read_image2d,
+    ".tif": read_image2d,
+    ".tiff": read_image2d,
+    ".jpg": read_image2d,
+    ".jpeg": read_image2d,
+    ".bmp": read_image2d,
 }
 # A mask is written in the format its scan came in; DICOM scans get a NIfTI mask in patient space (RAS).
-MASK_SUFFIX = {"nifti": ".nii.gz", "png": ".png", "dicom": ".nii.gz"}
+MASK_SUFFIX = {"nifti": ".nii.gz", "image2d": ".png", "dicom": ".nii.gz"}
 
-__all__ = ["Geometry", "Scan", "ScanReadError", "Source", "find_scans", "mask_path", "read_scan", "read_source",
+__all__ = ["Geometry", "ReadOptions", "Scan", "ScanReadError", "Source", "find_scans", "mask_path", "read_scan", "read_source",
            "scan_suffix", "write_mask"]
 
 
@@ -51,8 +56,8 @@ def scan_suffix(path: str | Path) -> str | None:
     return next((s for s in sorted(READERS, key=len, reverse=True) if name.endswith(s)), None)
 
 
-def read_scan(path: str | Path) -> Scan:
-    """Read one file: NIfTI, PNG or a single DICOM file."""
+def read_scan(path: str | Path, options: ReadOptions = ReadOptions()) -> Scan:
+    """Read one file: NIfTI, a 2D image or a single DICOM file."""
     path = Path(path)
     if not path.is_file():
         raise ScanReadError(path, "no such file")
@@ -61,13 +66,14 @@ def read_scan(path: str | Path) -> Scan:
         if looks_like_dicom(path):
             return read_dicom([path], path)
         raise ScanReadError(path, f"unknown scan format; psf reads {', '.join(READERS)} and DICOM")
-    return READERS[suffix](path)
+    reader = READERS[suffix]
+    return reader(path, options) if reader is read_nifti else reader(path)
 
 
-def read_source(source: Source) -> Scan:
+def read_source(source: Source, options: ReadOptions = ReadOptions()) -> Scan:
     if source.kind == "dicom":
         return read_dicom(list(source.files), source.path)
-    return read_scan(source.files[0])
+    return read_scan(source.files[0], options)
 
 
 def find_scans(inputs: list[Path]) -> list[Source]:

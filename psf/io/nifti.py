@@ -8,14 +8,14 @@ import numpy as np
 
 from psf.errors import ScanReadError
 from psf.io.atomic import atomic_path
-from psf.io.scan import Geometry, Scan
+from psf.io.scan import Geometry, ReadOptions, Scan
 
 # A crafted header must not make us allocate more than this (voxels).
 MAX_VOXELS = 1024**3 // 4
 
 
-def read_nifti(path: str | Path) -> Scan:
-    """Read a 2D/3D NIfTI file into a Scan (float32 pixels in voxel order, the file's geometry)."""
+def read_nifti(path: str | Path, options: ReadOptions = ReadOptions()) -> Scan:
+    """Read a 2D/3D NIfTI file (or one volume of a 4D file) into a Scan: float32 voxels, the file's geometry."""
     import nibabel as nib
 
     path = Path(path)
@@ -26,12 +26,20 @@ def read_nifti(path: str | Path) -> Scan:
     shape = tuple(int(s) for s in img.shape)
     if len(shape) < 2 or any(s < 1 for s in shape):
         raise ScanReadError(path, f"image has shape {shape}; need 2D or 3D with every size >= 1")
-    if len(shape) > 3 and any(s > 1 for s in shape[3:]):
-        raise ScanReadError(path, f"image is {len(shape)}D {shape}; psf segments 2D/3D scans only")
     if int(np.prod(shape)) > MAX_VOXELS:
         raise ScanReadError(path, f"declared size {shape} is larger than the {MAX_VOXELS} voxels psf accepts")
+    extra = [s for s in shape[3:] if s > 1]
+    if len(extra) > 1 or extra and options.volume_index is None:
+        raise ScanReadError(path, f"image is 4D {shape}; pick one volume with --volume-index N (0..{shape[3] - 1})")
     try:
-        pixels = np.asarray(img.dataobj, dtype=np.float32)
+        if extra:
+            if not 0 <= options.volume_index < shape[3]:
+                raise ScanReadError(path, f"--volume-index {options.volume_index} is outside 0..{shape[3] - 1}")
+            pixels = np.asarray(img.dataobj[..., options.volume_index], dtype=np.float32)
+        else:
+            pixels = np.asarray(img.dataobj, dtype=np.float32)
+    except ScanReadError:
+        raise
     except Exception as exc:
         raise ScanReadError(path, f"pixel data is truncated or unreadable ({type(exc).__name__}: {exc})") from exc
     pixels = pixels.reshape(shape[:3] if len(shape) >= 3 else (*shape, 1))

@@ -27,9 +27,16 @@ class Geometry:
 class Scan:
     """One scan: `pixels` in voxel order (i, j, k), float32; 2D images come as (rows, cols, 1).
 
-    `format` names the writer that puts a mask back in the same geometry ("nifti" or "png").
+    `format` names the writer that puts a mask back in the same geometry ("nifti", "dicom" or "image2d").
     """
 
     pixels: np.ndarray
     geometry: Geometry = field(default_factory=Geometry)
     format: str = "nifti"
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What a user may tell a reader. volume_index: which volume of a 4D NIfTI to segment."""
+
+    volume_index: int | None = None

@@ -81,8 +81,13 @@ def test_truncated_nifti_is_refused_not_zero_filled(tmp_path, t1_path):
 
 def test_4d_and_unknown_suffix_are_refused(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 3), np.float32), np.eye(4)), tmp_path / "fmri.nii.gz")
-    with pytest.raises(ScanReadError, match="4D"):
+    with pytest.raises(ScanReadError, match="--volume-index"):
         read_scan(tmp_path / "fmri.nii.gz")
+    from psf.io import ReadOptions
+
+    assert read_scan(tmp_path / "fmri.nii.gz", ReadOptions(volume_index=2)).pixels.shape == (4, 4, 4)
+    with pytest.raises(ScanReadError, match="outside 0..2"):
+        read_scan(tmp_path / "fmri.nii.gz", ReadOptions(volume_index=3))
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ScanReadError, match="unknown scan format"):
         read_scan(tmp_path / "notes.txt")
@@ -94,6 +99,17 @@ def test_discovery_mirrors_the_input_tree(tmp_path):
         (tmp_path / name).write_bytes(b"")
     found = find_scans([tmp_path / "a"])
     assert sorted(s.path.name for s in found) == ["x.nii.gz", "y.png"]
-    out = mask_path(tmp_path / "a/b/y.png", tmp_path / "a", tmp_path / "out", "png")
+    out = mask_path(tmp_path / "a/b/y.png", tmp_path / "a", tmp_path / "out", "image2d")
     assert out == tmp_path / "out" / "b" / "y_mask.png"
     assert mask_path(tmp_path / "a/x.nii.gz", tmp_path / "a", tmp_path / "o", "nifti").name == "x_mask.nii.gz"
+
+
+@pytest.mark.parametrize(("suffix", "mode", "dtype"), [(".tif", "I;16", np.uint16), (".bmp", "L", np.uint8),
+                                                       (".jpg", "L", np.uint8), (".tiff", "F", np.float32)])
+def test_other_2d_formats(tmp_path, suffix, mode, dtype):
+    plane = (np.arange(20 * 30).reshape(20, 30) % 200).astype(dtype)
+    Image.fromarray(plane).save(tmp_path / f"s{suffix}")
+    scan = read_scan(tmp_path / f"s{suffix}")
+    assert scan.pixels.shape == (20, 30, 1) and scan.format == "image2d"
+    if suffix != ".jpg":  # lossy
+        np.testing.assert_array_equal(scan.pixels[:, :, 0], plane.astype(np.float32))

@@ -1,4 +1,8 @@
-"""PNG slices in and PNG masks out (Pillow). RGB is converted to luminance (ITU-R 601-2, Pillow's "L")."""
+"""2D images in (PNG, TIFF, JPEG, BMP; 8 or 16 bit) and PNG masks out, with Pillow.
+
+RGB(A) and palette images are converted to luminance (ITU-R 601-2, Pillow's "L"); 16-bit and float
+greyscale keep their values. A mask is always a PNG (lossless), whatever the scan's format.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ from psf.io.scan import Scan
 MAX_PIXELS = 16384 * 16384
 
 
-def read_png(path: str | Path) -> Scan:
-    """Read an 8/16-bit grey or RGB PNG as a (rows, cols, 1) float32 Scan."""
+def read_image2d(path: str | Path) -> Scan:
+    """Read a 2D image as a (rows, cols, 1) float32 Scan; multi-page TIFFs are refused."""
     from PIL import Image
 
     path = Path(path)
@@ -22,6 +26,8 @@ def read_png(path: str | Path) -> Scan:
         with Image.open(path) as img:
             if img.width * img.height > MAX_PIXELS:
                 raise ScanReadError(path, f"declared size {img.width}x{img.height} is too large")
+            if getattr(img, "n_frames", 1) > 1:
+                raise ScanReadError(path, f"{img.n_frames}-page image; psf reads single-page 2D images")
             img.load()
             if img.mode in ("RGB", "RGBA", "P", "LA"):
                 img = img.convert("L")
@@ -29,10 +35,10 @@ def read_png(path: str | Path) -> Scan:
     except ScanReadError:
         raise
     except Exception as exc:  # Pillow raises several types for broken files
-        raise ScanReadError(path, f"not a readable PNG image ({type(exc).__name__}: {exc})") from exc
+        raise ScanReadError(path, f"not a readable {path.suffix.lstrip('.').upper() or '2D'} image ({type(exc).__name__}: {exc})") from exc
     if pixels.ndim != 2 or min(pixels.shape) < 1:
         raise ScanReadError(path, f"expected a 2D image, got shape {pixels.shape}")
-    return Scan(pixels=pixels[:, :, None], format="png")
+    return Scan(pixels=pixels[:, :, None], format="image2d")
 
 
 def write_png(path: str | Path, mask: np.ndarray) -> Path:
