@@ -35,7 +35,8 @@ def infer(
 
 
 def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, volume_index, overwrite, report, quiet,
-           debug) -> None:    from psf.errors import UsageError
+           debug) -> None:
+    from psf.errors import UsageError
     from psf.manifest import load_manifest
     from psf.pipeline.segmenter import MODES, Segmenter, SegmenterOptions
 
