@@ -6,8 +6,11 @@ for DICOM, pydicom; never torch.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,9 +74,31 @@ def read_scan(path: str | Path, options: ReadOptions = ReadOptions()) -> Scan:
 
 
 def read_source(source: Source, options: ReadOptions = ReadOptions()) -> Scan:
-    if source.kind == "dicom":
-        return read_dicom(list(source.files), source.path)
-    return read_scan(source.files[0], options)
+    """Read a file or a DICOM series, giving up after `options.time_limit_s` (a crafted file must not hang a batch)."""
+    with time_limit(options.time_limit_s, source.path):
+        if source.kind == "dicom":
+            return read_dicom(list(source.files), source.path)
+        return read_scan(source.files[0], options)
+
+
+@contextmanager
+def time_limit(seconds: float | None, path: Path):
+    """Raise ScanReadError if the block runs longer than `seconds` (main thread on Unix; elsewhere no limit)."""
+    usable = seconds and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise ScanReadError(path, f"reading took longer than {seconds:g} s; the file may be crafted or on a stalled disk")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def find_scans(inputs: list[Path]) -> list[Source]:

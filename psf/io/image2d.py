@@ -22,6 +22,7 @@ def read_image2d(path: str | Path) -> Scan:
     from PIL import Image
 
     path = Path(path)
+    _check_png_end(path)
     try:
         with Image.open(path) as img:
             if img.width * img.height > MAX_PIXELS:
@@ -39,6 +40,22 @@ def read_image2d(path: str | Path) -> Scan:
     if pixels.ndim != 2 or min(pixels.shape) < 1:
         raise ScanReadError(path, f"expected a 2D image, got shape {pixels.shape}")
     return Scan(pixels=pixels[:, :, None], format="image2d")
+
+
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _check_png_end(path: Path) -> None:
+    """Pillow decodes a PNG that lost its end; the IEND chunk must be there (else: truncated file)."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(8) != b"\x89PNG\r\n\x1a\n":
+                return  # not a PNG (TIFF, JPEG, ... or junk): Pillow decides
+            handle.seek(-len(PNG_END), 2)
+            if handle.read() != PNG_END:
+                raise ScanReadError(path, "PNG file has no IEND chunk at its end; the file is truncated")
+    except OSError as exc:
+        raise ScanReadError(path, f"cannot read the file ({exc})") from exc
 
 
 def write_png(path: str | Path, mask: np.ndarray) -> Path:

@@ -37,6 +37,8 @@ class Scan:
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """What a user may tell a reader. volume_index: which volume of a 4D NIfTI to segment."""
+    """What a user may tell a reader. volume_index: which volume of a 4D NIfTI to segment;
+    time_limit_s: give up on a scan whose reading takes longer (None: no limit)."""
 
     volume_index: int | None = None
+    time_limit_s: float | None = 120.0
