@@ -20,6 +20,7 @@ from psf.errors import ScanReadError
 from psf.io.dicom import looks_like_dicom, read_dicom, series_uid
 from psf.io.nifti import read_nifti, write_nifti
 from psf.io.image2d import read_image2d, write_png
+from psf.io.itk import read_itk
 from psf.io.scan import Geometry, ReadOptions, Scan
 
 READERS: dict[str, Callable[..., Scan]] = {
@@ -31,9 +32,14 @@ READERS: dict[str, Callable[..., Scan]] = {
     ".jpg": read_image2d,
     ".jpeg": read_image2d,
     ".bmp": read_image2d,
+    ".mha": read_itk,
+    ".mhd": read_itk,
+    ".nrrd": read_itk,
+    ".nhdr": read_itk,
 }
-# A mask is written in the format its scan came in; DICOM scans get a NIfTI mask in patient space (RAS).
-MASK_SUFFIX = {"nifti": ".nii.gz", "image2d": ".png", "dicom": ".nii.gz"}
+# A mask is written in the format its scan came in; DICOM, MHA and NRRD scans get a NIfTI mask in
+# patient space (RAS), which every viewer overlays on the original.
+MASK_SUFFIX = {"nifti": ".nii.gz", "image2d": ".png", "dicom": ".nii.gz", "itk": ".nii.gz"}
 
 __all__ = ["Geometry", "ReadOptions", "Scan", "ScanReadError", "Source", "find_scans", "mask_path", "read_scan", "read_source",
            "scan_suffix", "write_mask"]
@@ -147,6 +153,6 @@ def mask_path(source: Source | Path, root: Path | None, out_dir: Path, fmt: str)
 
 def write_mask(path: Path, mask: np.ndarray, scan: Scan) -> Path:
     """Write a uint8 label mask (voxel order, same shape as the scan) in the scan's format and geometry."""
-    if scan.format in ("nifti", "dicom"):
+    if scan.format in ("nifti", "dicom", "itk"):
         return write_nifti(path, mask.astype(np.uint8), scan.geometry)
     return write_png(path, mask)

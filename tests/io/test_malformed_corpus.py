@@ -1,4 +1,4 @@
-"""A corpus of >= 500 malformed scans, generated here: every one is refused with a ScanReadError that
+"""A corpus of >= 500 malformed scans (NIfTI, PNG, TIFF, JPEG, BMP, DICOM, MHA, NRRD), generated here: every one is refused with a ScanReadError that
 names the file; none crashes, hangs or loads silently.
 
 Cases: truncations at many offsets of real NIfTI (.nii, .nii.gz), PNG, TIFF and DICOM files; header
@@ -35,6 +35,11 @@ def _originals(folder: Path) -> dict[str, bytes]:
     noise = rng.integers(0, 255, (64, 64), dtype=np.uint8)  # incompressible, so truncations cut pixel data
     Image.fromarray(noise).save(folder / "noise.png")
     raw_nii = (folder / "src.nii").read_bytes()
+    import SimpleITK as sitk
+
+    volume = sitk.GetImageFromArray(np.asarray(small.dataobj).T)
+    sitk.WriteImage(volume, str(folder / "src.mha"))
+    sitk.WriteImage(volume, str(folder / "src.nrrd"))
     return {
         ".nii": raw_nii,
         ".nii.gz": gzip.compress(raw_nii),
@@ -43,6 +48,8 @@ def _originals(folder: Path) -> dict[str, bytes]:
         ".tif": (folder / "src.tif").read_bytes(),
         ".dcm": Path(get_testdata_file("CT_small.dcm")).read_bytes(),
         "-mr.dcm": Path(get_testdata_file("MR_small.dcm")).read_bytes(),
+        ".mha": (folder / "src.mha").read_bytes(),
+        ".nrrd": (folder / "src.nrrd").read_bytes(),
     }
 
 
@@ -107,7 +114,7 @@ def build_corpus(folder: Path) -> list[Path]:
     cases += [(f"dcm-{name}", ".dcm", data) for name, data in _dicom_mutations(folder / "src")]
     junk = {"empty": b"", "text": b"patient list\nnot an image\n" * 20, "zeros": b"\0" * 4096,
             "random": np.random.default_rng(1).bytes(5000), "html": b"<html><body>404</body></html>"}
-    for suffix in (".nii", ".nii.gz", ".png", ".tif", ".jpg", ".bmp", ".dcm"):
+    for suffix in (".nii", ".nii.gz", ".png", ".tif", ".jpg", ".bmp", ".dcm", ".mha", ".nrrd"):
         cases += [(f"junk-{name}", suffix, data) for name, data in junk.items()]
     paths = []
     for index, (name, suffix, data) in enumerate(cases):
