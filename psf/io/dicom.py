@@ -93,7 +93,7 @@ def _pixels(dataset, path: Path) -> np.ndarray:
         syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
         reason = str(exc).split("\n")[0]
         if syntax is not None and syntax.is_compressed and ("handler" in reason.lower() or "plugin" in reason.lower()):
-            reason = f"no installed pixel-data handler decodes {syntax.name}; install pylibjpeg or pillow codecs ({reason})"
+            reason = f"no installed pixel-data handler decodes {syntax.name}; pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg ({reason})"
         raise ScanReadError(path, f"pixel data unreadable: {reason}") from exc
     if array.ndim == 3 and int(dataset.get("SamplesPerPixel", 1)) > 1:
         raise ScanReadError(path, "colour DICOM images are not segmented; psf expects greyscale CT/MR")

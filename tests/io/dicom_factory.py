@@ -48,3 +48,38 @@ def write_series(folder: Path, volume: np.ndarray, spacing=(0.9, 0.8), step=2.5,
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def write_multiframe(path: Path, volume: np.ndarray, spacing=(0.9, 0.8), step=2.5, origin=(-100.0, -120.0, -40.0),
+                     frame_order: list[int] | None = None) -> Path:
+    """An enhanced multi-frame image (shared + per-frame functional groups); frames may be stored out of order."""
+    from pydicom.sequence import Sequence
+    from pydicom.uid import EnhancedMRImageStorage
+
+    order = frame_order or list(range(volume.shape[2]))
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = EnhancedMRImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID, ds.Modality = generate_uid(), "MR"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = volume.shape[0], volume.shape[1], len(order)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    orientation, measures, shared = Dataset(), Dataset(), Dataset()
+    orientation.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    measures.PixelSpacing, measures.SliceThickness = list(spacing), step
+    shared.PlaneOrientationSequence, shared.PixelMeasuresSequence = Sequence([orientation]), Sequence([measures])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    for k in order:
+        position, frame = Dataset(), Dataset()
+        position.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * step]
+        frame.PlanePositionSequence = Sequence([position])
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    ds.PixelData = np.stack([volume[:, :, k] for k in order]).astype(np.int16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path

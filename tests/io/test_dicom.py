@@ -100,3 +100,26 @@ def test_reader_returns_no_header_values(anatomy, tmp_path):
     text = repr(scan.geometry) + scan.format
     assert "ZQXJ7" not in text and "1.2." not in text
     assert scan.pixels.dtype == np.float32
+
+
+def test_enhanced_multiframe_is_sorted_and_placed(anatomy, tmp_path):
+    from tests.io.dicom_factory import write_multiframe
+
+    volume = np.rint(anatomy[:, :, :5])
+    path = write_multiframe(tmp_path / "enhanced.dcm", volume, frame_order=[3, 0, 4, 1, 2])
+    scan = read_scan(path)
+    np.testing.assert_array_equal(scan.pixels, volume.transpose(1, 0, 2))
+    np.testing.assert_allclose((scan.geometry.affine @ [0, 0, 4, 1])[:3], [100, 120, -40 + 4 * 2.5], atol=1e-6)
+
+
+def test_compressed_syntax_without_a_handler_names_it():
+    import pydicom
+
+    try:
+        pydicom.dcmread(get_testdata_file("JPEG-lossy.dcm")).pixel_array
+        pytest.skip("a JPEG Extended decoder is installed here, so nothing is missing")
+    except Exception:
+        pass
+    with pytest.raises(ScanReadError, match="JPEG Extended.*pylibjpeg"):
+        read_scan(get_testdata_file("JPEG-lossy.dcm"))
+    assert read_scan(get_testdata_file("MR_small_RLE.dcm")).pixels.shape == (64, 64, 1)
