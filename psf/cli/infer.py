@@ -25,17 +25,18 @@ def infer(
     axis: Annotated[int, typer.Option(help="Voxel axis to slice volumes along (0, 1 or 2).")] = 2,
     volume_index: Annotated[Optional[int], typer.Option(help="For 4D NIfTI: which volume to segment.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace masks that already exist.")] = False,
+    overlay: Annotated[bool, typer.Option(help="Also write <stem>_overlay.png: slices with the labels in colour.")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write a JSON report of the run (per file, timings, failures).")] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Segment scans with a Privacy-SF bundle; a bad file is reported and the rest still run."""
-    reports_errors(_infer)(inputs, engine, out, backend, mode, batch_size, threads, axis, volume_index, overwrite, report,
-                           quiet, debug, debug=debug)
+    reports_errors(_infer)(inputs, engine, out, backend, mode, batch_size, threads, axis, volume_index, overwrite, overlay,
+                           report, quiet, debug, debug=debug)
 
 
-def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, volume_index, overwrite, report, quiet,
-           debug) -> None:
+def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, volume_index, overwrite, overlay, report,
+           quiet, debug) -> None:
     from psf.errors import UsageError
     from psf.manifest import load_manifest
     from psf.pipeline.segmenter import MODES, Segmenter, SegmenterOptions
@@ -50,7 +51,7 @@ def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, volume
     manifest = load_manifest(engine)
     options = SegmenterOptions(backend=backend, mode=mode, batch_size=batch_size, threads=threads)
     with Segmenter(manifest, options) as segmenter:
-        summary = run_batch(inputs, segmenter, out, axis, overwrite, quiet, debug, ReadOptions(volume_index))
+        summary = run_batch(inputs, segmenter, out, axis, overwrite, quiet, debug, ReadOptions(volume_index), overlay)
     if report:
         from psf.io.atomic import write_text_atomic
 
@@ -61,10 +62,11 @@ def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, volume
 
 
 def run_batch(inputs: list[Path], segmenter, out: Path, axis: int, overwrite: bool, quiet: bool, debug: bool,
-              read_options: ReadOptions = ReadOptions()) -> dict:
+              read_options: ReadOptions = ReadOptions(), overlay: bool = False) -> dict:
     """Segment every scan found; isolate failures; return the run's report."""
     from psf.errors import PsfError
-    from psf.io import find_scans, mask_path, read_source, write_mask
+    from psf.io import MASK_SUFFIX, find_scans, mask_path, read_source, write_mask
+    from psf.io.overlay import write_overlay
     from psf.pipeline.scan import Timings, segment_scan
     from psf.progress import progress_bar, stderr
 
@@ -86,9 +88,15 @@ def run_batch(inputs: list[Path], segmenter, out: Path, axis: int, overwrite: bo
                     stderr.print(f"skipped {scan_path}: {entry['reason']}", highlight=False)
                     continue
                 t1 = time.perf_counter()
-                mask, timings = segment_scan(scan, segmenter, axis if scan.pixels.shape[2] > 1 else 2)
+                slice_axis = axis if scan.pixels.shape[2] > 1 else 2
+                mask, timings = segment_scan(scan, segmenter, slice_axis)
                 t2 = time.perf_counter()
                 write_mask(target, mask, scan)
+                if overlay:
+                    stem = target.name.removesuffix(MASK_SUFFIX[scan.format]).removesuffix("_mask")
+                    picture = target.with_name(f"{stem}_overlay.png")
+                    write_overlay(picture, scan.pixels, mask, slice_axis, volume=scan.format != "image2d")
+                    entry["overlay"] = str(picture)
                 io_seconds += (t1 - t0) + (time.perf_counter() - t2)
                 totals.add(timings)
                 entry.update(status="ok", slices=timings.slices, seconds=round(time.perf_counter() - t0, 3))

@@ -86,3 +86,33 @@ def test_dicom_series_gets_a_nifti_mask_in_patient_space(tiny_bundle, mni_data, 
     mask = nib.load(out / "patient1" / "t1_mask.nii.gz")
     assert mask.shape == (volume.shape[1], volume.shape[0], 4)
     np.testing.assert_allclose(mask.affine @ [0, 0, 3, 1], [100, 120, -40 + 3 * 2.5, 1], atol=1e-5)
+
+
+def test_canary_tokens_in_dicom_headers_and_file_names_go_nowhere(tiny_bundle, mni_data, tmp_path):
+    """Header values and member file names never reach the pipeline's outputs, logs or report."""
+    import gzip
+
+    from tests.io.dicom_factory import write_series
+
+    volume = np.asarray(nib.load(next((mni_data / "test" / "images").iterdir())).dataobj, dtype=np.float32)
+    names = [f"QKV9Z{k}.dcm" for k in range(3)]
+    write_series(tmp_path / "scans" / "series", volume[:, :, :3], canary="XJ4TW", names=names)
+    out, report = tmp_path / "out", tmp_path / "run.json"
+    result = run_cli("infer", "--engine", str(tiny_bundle), str(tmp_path / "scans"), "-o", str(out), "--report", str(report),
+                     "--overlay")
+    assert result.returncode == 0, result.stderr
+    produced = [result.stdout, result.stderr, report.read_text()]
+    produced += [gzip.decompress(p.read_bytes()).decode("latin-1") if p.suffix == ".gz" else p.read_bytes().decode("latin-1")
+                 for p in out.rglob("*") if p.is_file()]
+    assert len(produced) == 5  # mask + overlay + 3 texts
+    for text in produced:
+        assert "XJ4TW" not in text and "QKV9Z" not in text
+
+
+def test_overlay_png_shows_labels_in_colour(tiny_bundle, mni_data, tmp_path):
+    image = next((mni_data / "test" / "images").iterdir())
+    run_cli("infer", "--engine", str(tiny_bundle), str(image), "-o", str(tmp_path), "--overlay", "-q", check=True)
+    picture = np.asarray(Image.open(tmp_path / image.name.replace(".nii.gz", "_overlay.png")))
+    assert picture.ndim == 3 and picture.shape[2] == 3
+    coloured = (picture[..., 0].astype(int) - picture[..., 2].astype(int)) != 0
+    assert coloured.mean() > 0.05  # labels tint a visible part of the montage
