@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,16 +27,25 @@ def infer(
     volume_index: Annotated[Optional[int], typer.Option(help="For 4D NIfTI: which volume to segment.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace masks that already exist.")] = False,
     overlay: Annotated[bool, typer.Option(help="Also write <stem>_overlay.png: slices with the labels in colour.")] = False,
+    dicom_seg: Annotated[bool, typer.Option(help="For DICOM series, also write <stem>_seg.dcm (DICOM-SEG) referencing the series.")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write a JSON report of the run (per file, timings, failures).")] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Segment scans with a Privacy-SF bundle; a bad file is reported and the rest still run."""
-    reports_errors(_infer)(inputs, engine, out, backend, mode, batch_size, threads, axis, volume_index, overwrite, overlay,
-                           report, quiet, debug, debug=debug)
+    reports_errors(_infer)(inputs, engine, out, backend, mode, batch_size, threads, axis, volume_index, overwrite,
+                           OutputOptions(overlay, dicom_seg), report, quiet, debug, debug=debug)
 
 
-def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, volume_index, overwrite, overlay, report,
+@dataclass(frozen=True)
+class OutputOptions:
+    """What psf-infer writes besides the mask."""
+
+    overlay: bool = False
+    dicom_seg: bool = False
+
+
+def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, volume_index, overwrite, outputs, report,
            quiet, debug) -> None:
     from psf.errors import UsageError
     from psf.manifest import load_manifest
@@ -51,7 +61,7 @@ def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, volume
     manifest = load_manifest(engine)
     options = SegmenterOptions(backend=backend, mode=mode, batch_size=batch_size, threads=threads)
     with Segmenter(manifest, options) as segmenter:
-        summary = run_batch(inputs, segmenter, out, axis, overwrite, quiet, debug, ReadOptions(volume_index), overlay)
+        summary = run_batch(inputs, segmenter, out, axis, overwrite, quiet, debug, ReadOptions(volume_index), outputs)
     if report:
         from psf.io.atomic import write_text_atomic
 
@@ -62,10 +72,11 @@ def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, volume
 
 
 def run_batch(inputs: list[Path], segmenter, out: Path, axis: int, overwrite: bool, quiet: bool, debug: bool,
-              read_options: ReadOptions = ReadOptions(), overlay: bool = False) -> dict:
+              read_options: ReadOptions = ReadOptions(), outputs: OutputOptions = OutputOptions()) -> dict:
     """Segment every scan found; isolate failures; return the run's report."""
     from psf.errors import PsfError
     from psf.io import MASK_SUFFIX, find_scans, mask_path, read_source, write_mask
+    from psf.io.dicom_seg import write_dicom_seg
     from psf.io.overlay import write_overlay
     from psf.pipeline.scan import Timings, segment_scan
     from psf.progress import progress_bar, stderr
@@ -92,18 +103,22 @@ def run_batch(inputs: list[Path], segmenter, out: Path, axis: int, overwrite: bo
                 mask, timings = segment_scan(scan, segmenter, slice_axis)
                 t2 = time.perf_counter()
                 write_mask(target, mask, scan)
-                if overlay:
-                    stem = target.name.removesuffix(MASK_SUFFIX[scan.format]).removesuffix("_mask")
+                stem = target.name.removesuffix(MASK_SUFFIX[scan.format]).removesuffix("_mask")
+                if outputs.overlay:
                     picture = target.with_name(f"{stem}_overlay.png")
                     write_overlay(picture, scan.pixels, mask, slice_axis, volume=scan.format != "image2d")
                     entry["overlay"] = str(picture)
+                if outputs.dicom_seg and source.kind == "dicom":
+                    seg_path = target.with_name(f"{stem}_seg.dcm")
+                    write_dicom_seg(seg_path, mask, source.files, segmenter.manifest.labels)
+                    entry["dicom_seg"] = str(seg_path)
                 io_seconds += (t1 - t0) + (time.perf_counter() - t2)
                 totals.add(timings)
                 entry.update(status="ok", slices=timings.slices, seconds=round(time.perf_counter() - t0, 3))
-            except (PsfError, OSError, ValueError, MemoryError) as exc:
+            except Exception as exc:  # one bad scan must not end the batch; --debug re-raises
                 if debug:
                     raise
-                reason = str(exc) if isinstance(exc, PsfError) else f"{type(exc).__name__}: {exc}"
+                reason = str(exc) if isinstance(exc, PsfError) else f"unexpected {type(exc).__name__}: {exc} (rerun with --debug)"
                 entry.update(status="failed", reason=reason)
                 stderr.print(f"[red]failed[/red] {scan_path}: {reason.removeprefix(str(scan_path) + ': ')}", highlight=False)
             finally:

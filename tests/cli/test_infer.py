@@ -116,3 +116,21 @@ def test_overlay_png_shows_labels_in_colour(tiny_bundle, mni_data, tmp_path):
     assert picture.ndim == 3 and picture.shape[2] == 3
     coloured = (picture[..., 0].astype(int) - picture[..., 2].astype(int)) != 0
     assert coloured.mean() > 0.05  # labels tint a visible part of the montage
+
+
+def test_dicom_seg_references_the_series(tiny_bundle, mni_data, tmp_path):
+    import pydicom
+
+    from tests.io.dicom_factory import write_series
+
+    volume = np.asarray(nib.load(next((mni_data / "test" / "images").iterdir())).dataobj, dtype=np.float32)
+    files = write_series(tmp_path / "scans" / "ct", volume[:, :, :4])
+    result = run_cli("infer", "--engine", str(tiny_bundle), str(tmp_path / "scans"), "-o", str(tmp_path / "out"),
+                     "--dicom-seg", "-q")
+    assert result.returncode == 0, result.stderr
+    seg = pydicom.dcmread(tmp_path / "out" / "ct_seg.dcm")
+    source = pydicom.dcmread(files[0])
+    assert seg.Modality == "SEG"
+    assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["grey_matter", "white_matter"]

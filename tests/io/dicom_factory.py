@@ -28,6 +28,8 @@ def write_series(folder: Path, volume: np.ndarray, spacing=(0.9, 0.8), step=2.5,
         ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
         ds.Modality = "MR"
+        ds.PatientBirthDate, ds.PatientSex, ds.StudyDate, ds.StudyTime = "19700101", "O", "20260101", "120000"
+        ds.ReferringPhysicianName, ds.StudyID, ds.AccessionNumber, ds.SeriesNumber = f"{canary}^DR", "1", canary[:16], 1
         ds.PatientName = f"{canary}^PATIENT"
         ds.PatientID = f"{canary}-ID"
         ds.InstitutionName = f"{canary} Hospital"
