@@ -42,3 +42,15 @@ def test_labels_come_back_in_the_source_grid(shape):
         np.testing.assert_array_equal(labels, truth)
     else:  # shrunk and restored: most labels survive the bilinear round trip of random noise
         assert (labels == truth).mean() > 0.4
+
+
+def test_argmax_classes_equals_numpy_argmax_including_ties():
+    from psf.pipeline.postprocess import argmax_classes
+
+    probs = np.random.default_rng(2).integers(0, 3, size=(4, 5, 16, 16)).astype(np.float32)  # many ties
+    np.testing.assert_array_equal(argmax_classes(probs), np.argmax(probs, axis=1))
+
+
+def test_ct_window_normalization():
+    hu = np.array([-2000.0, -1000.0, 0.0, 1000.0, 3000.0])
+    np.testing.assert_allclose(normalize(hu, {"method": "window", "low": -1000, "high": 1000}), [0, 0, 0.5, 1, 1])
