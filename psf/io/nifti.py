@@ -130,9 +130,9 @@ def write_nifti(path: str | Path, volume: np.ndarray, geometry: Geometry) -> Pat
 
     cls = nib.Nifti2Image if geometry.nifti_version == 2 else nib.Nifti1Image
     img = cls(np.asarray(volume), geometry.affine)
-    if geometry.qform is not None or geometry.sform is not None:
-        img.set_qform(geometry.qform if geometry.qform is not None else geometry.affine, int(geometry.qform_code))
-        img.set_sform(geometry.sform if geometry.sform is not None else geometry.affine, int(geometry.sform_code))
+    # The source's own codes, also when they are 0 (then readers fall back to the zooms, as for the source).
+    img.set_sform(geometry.sform if geometry.sform is not None else geometry.affine, code=int(geometry.sform_code))
+    img.set_qform(geometry.qform if geometry.qform is not None else geometry.affine, code=int(geometry.qform_code))
     img.set_data_dtype(np.asarray(volume).dtype)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))

@@ -123,3 +123,14 @@ def test_compressed_syntax_without_a_handler_names_it():
     with pytest.raises(ScanReadError, match="JPEG Extended.*pylibjpeg"):
         read_scan(get_testdata_file("JPEG-lossy.dcm"))
     assert read_scan(get_testdata_file("MR_small_RLE.dcm")).pixels.shape == (64, 64, 1)
+
+
+def test_mixed_orientations_are_refused_naming_the_file(anatomy, tmp_path):
+    import pydicom
+
+    paths = write_series(tmp_path / "mixed", anatomy[:, :, :4])
+    ds = pydicom.dcmread(paths[2])
+    ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+    ds.save_as(paths[2])
+    with pytest.raises(ScanReadError, match="mixed orientations.*IM0002.dcm"):
+        read_source(find_scans([tmp_path / "mixed"])[0])

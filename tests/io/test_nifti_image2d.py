@@ -113,3 +113,27 @@ def test_other_2d_formats(tmp_path, suffix, mode, dtype):
     assert scan.pixels.shape == (20, 30, 1) and scan.format == "image2d"
     if suffix != ".jpg":  # lossy
         np.testing.assert_array_equal(scan.pixels[:, :, 0], plane.astype(np.float32))
+
+
+def test_sheared_sform_without_qform_is_kept_exactly(tmp_path):
+    affine = np.array([[1.0, 0.3, 0, -10], [0, 1.1, 0, 5], [0, 0.2, 2.0, 7], [0, 0, 0, 1]])
+    img = nib.Nifti1Image(np.zeros((6, 7, 3), np.int16), None)
+    img.set_sform(affine, code=3)
+    img.set_qform(None, code=0)
+    nib.save(img, tmp_path / "shear.nii")
+    scan = read_scan(tmp_path / "shear.nii")
+    written = nib.load(write_mask(tmp_path / "m.nii.gz", np.zeros((6, 7, 3), np.uint8), scan))
+    np.testing.assert_allclose(written.get_sform(), affine, atol=1e-6)
+    assert int(written.header["sform_code"]) == 3 and int(written.header["qform_code"]) == 0
+    np.testing.assert_allclose(written.affine, nib.load(tmp_path / "shear.nii").affine, atol=1e-6)
+
+
+def test_uncoded_nifti_stays_uncoded(tmp_path):
+    img = nib.Nifti1Image(np.zeros((6, 7, 3), np.int16), np.diag([0.5, 0.6, 2.0, 1]))
+    img.set_sform(None, code=0)
+    img.set_qform(None, code=0)
+    nib.save(img, tmp_path / "plain.nii")
+    source = nib.load(tmp_path / "plain.nii")
+    written = nib.load(write_mask(tmp_path / "m.nii.gz", np.zeros((6, 7, 3), np.uint8), read_scan(tmp_path / "plain.nii")))
+    assert int(written.header["sform_code"]) == 0 and int(written.header["qform_code"]) == 0
+    np.testing.assert_allclose(written.affine, source.affine, atol=1e-6)
