@@ -25,6 +25,7 @@ class BenchOptions:
     iters: int = 50
     checkpoint: Path | None = None
     peak_gflops: float = DEFAULT_PEAK_GFLOPS
+    scan: Path | None = None  # also time psf-infer's whole path on this scan
 
 
 def stage_flops(manifest: Manifest) -> dict[str, int] | None:
@@ -53,6 +54,7 @@ def run_bench(manifest: Manifest, opts: BenchOptions, on_result=None) -> dict:
                 if on_result:
                     on_result(row)
     flops = stage_flops(manifest)
+    breakdown = scan_breakdown(manifest, opts.scan, opts.threads) if opts.scan else None
     report = {
         "psf_version": __version__,
         "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
@@ -63,6 +65,7 @@ def run_bench(manifest: Manifest, opts: BenchOptions, on_result=None) -> dict:
         "image_bytes_8bit": manifest.image_size**2,
         "flops": flops,
         "peak_rss_mib": peak_rss_mib(),
+        "scan_breakdown": breakdown,
     }
     if flops:
         floor_ms = flops["pipeline"] / (opts.peak_gflops * 1e9) * 1000
@@ -71,6 +74,25 @@ def run_bench(manifest: Manifest, opts: BenchOptions, on_result=None) -> dict:
         if best:
             report["flop_floor"]["pipeline_batch1_vs_floor"] = round(best[0]["p50"] / floor_ms, 2)
     return report
+
+
+def scan_breakdown(manifest: Manifest, scan: Path, threads: int | None) -> dict:
+    """psf-infer's path on one scan (ONNX Runtime, fused pipeline, batch 16): seconds per part, and
+    the share that is not the model (read, preprocess, postprocess, write)."""
+    import tempfile
+
+    from psf.pipeline.batch import BatchOptions, run_batch
+    from psf.pipeline.segmenter import Segmenter, SegmenterOptions
+
+    with tempfile.TemporaryDirectory() as tmp, Segmenter(manifest, SegmenterOptions(threads=threads)) as segmenter:
+        run = run_batch([scan], segmenter, BatchOptions(out=Path(tmp), quiet=True))
+    if run["failed"]:
+        from psf.errors import UsageError
+
+        raise UsageError(f"--scan {scan}: {run['files'][0]['reason']}")
+    parts = run["breakdown_seconds"]
+    return {"slices": run["slices"], "seconds": run["seconds"], "parts": parts,
+            "not_model_share": round(1 - parts["model"] / run["seconds"], 3)}
 
 
 def _checkpoint(manifest: Manifest, opts: BenchOptions) -> Path:
@@ -99,4 +121,9 @@ def markdown(report: dict) -> str:
         lines.append(f"FLOP floor at {floor['peak_gflops']:.0f} GFLOP/s: {floor['pipeline_ms']:.2f} ms per slice"
                      + (f"; ONNX Runtime batch-1 pipeline is {ratio:.2f}x the floor." if ratio else "."))
     lines.append(f"Peak RSS: {report['peak_rss_mib']} MiB.")
+    if report.get("scan_breakdown"):
+        b = report["scan_breakdown"]
+        parts = ", ".join(f"{k} {v:.3f} s" for k, v in b["parts"].items())
+        lines.append(f"psf-infer on the scan: {b['slices']} slices in {b['seconds']:.2f} s ({parts}); "
+                     f"{b['not_model_share']:.0%} of the time is not the model.")
     return "\n".join(lines) + "\n"

@@ -20,17 +20,19 @@ def bench(
     warmup: Annotated[int, typer.Option(help="Untimed calls first.")] = 5,
     checkpoint: Annotated[Optional[Path], typer.Option(help="model.pt for the torch backend (default: the one the bundle records).")] = None,
     peak_gflops: Annotated[float, typer.Option(help="The CPU's fp32 peak, for the FLOP floor.")] = 190.0,
+    scan: Annotated[Optional[Path], typer.Option(help="Also run psf-infer's whole path on this scan and break its time down.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
     markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the Markdown table to a file.")] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Measure the bundle: ONNX Runtime and torch eager side by side, batch 1 and 16."""
-    reports_errors(_bench)(bundle, backends, batch_sizes, threads, iters, warmup, checkpoint, peak_gflops, json_out,
+    reports_errors(_bench)(bundle, backends, batch_sizes, threads, iters, warmup, checkpoint, peak_gflops, scan, json_out,
                            markdown_out, quiet, debug=debug)
 
 
-def _bench(bundle, backends, batch_sizes, threads, iters, warmup, checkpoint, peak_gflops, json_out, markdown_out, quiet):
+def _bench(bundle, backends, batch_sizes, threads, iters, warmup, checkpoint, peak_gflops, scan, json_out, markdown_out,
+           quiet):
     from psf.bench.run import BenchOptions, markdown, run_bench
     from psf.errors import UsageError
     from psf.io.atomic import write_text_atomic
@@ -46,7 +48,7 @@ def _bench(bundle, backends, batch_sizes, threads, iters, warmup, checkpoint, pe
     if unknown or any(s < 1 for s in sizes):
         raise UsageError(f"--backends {backends!r} / --batch-sizes {batch_sizes!r}: use ort, ort-cuda, torch and sizes >= 1")
     opts = BenchOptions(backends=chosen, batch_sizes=sizes, threads=threads, warmup=warmup, iters=iters,
-                        checkpoint=checkpoint, peak_gflops=peak_gflops)
+                        checkpoint=checkpoint, peak_gflops=peak_gflops, scan=scan)
 
     def show(row):
         if not quiet:

@@ -12,10 +12,11 @@ from tests.conftest import run_cli
 pytestmark = pytest.mark.slow
 
 
-def test_bench_reports_latency_payload_flops_memory(tiny_bundle, tiny_model, tmp_path):
+def test_bench_reports_latency_payload_flops_memory(tiny_bundle, tiny_model, mni_data, tmp_path):
     out = tmp_path / "bench.json"
+    scan = next((mni_data / "test" / "images").iterdir())
     result = run_cli("bench", str(tiny_bundle), "--checkpoint", str(tiny_model), "--iters", "3", "--warmup", "1",
-                     "--json", str(out), "-q", check=True)
+                     "--json", str(out), "--scan", str(scan), "-q", check=True)
     report = json.loads(out.read_text())
     rows = {(r["backend"], r["batch"], r["stage"]) for r in report["results"]}
     assert ("ort", 16, "pipeline") in rows and ("torch", 1, "end_to_end") in rows
@@ -24,6 +25,9 @@ def test_bench_reports_latency_payload_flops_memory(tiny_bundle, tiny_model, tmp
     assert report["flops"]["pipeline"] > report["flops"]["map"] > 0
     assert report["peak_rss_mib"] > 0
     assert "| ort | 1 | pipeline |" in result.stdout
+    breakdown = report["scan_breakdown"]
+    assert breakdown["slices"] > 0 and 0 < breakdown["not_model_share"] < 1
+    assert set(breakdown["parts"]) == {"read_write", "preprocess", "model", "postprocess"}
 
 
 def test_train_and_export_cli(mni_data, tmp_path):
