@@ -1,7 +1,7 @@
 """Scans in, masks out: readers registered in one place, picked by suffix (and DICOM by content).
 
-A reader returns pixels + geometry and nothing else (psf.io.scan.Scan). numpy, nibabel, Pillow and,
-for DICOM, pydicom; never torch.
+A reader returns pixels + geometry and nothing else (psf.io.scan.Scan). numpy, nibabel, Pillow,
+pydicom (DICOM) and SimpleITK (MHA/NRRD), the last two imported only when such a file comes; never torch.
 """
 
 from __future__ import annotations
@@ -17,25 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from psf.errors import ScanReadError
-from psf.io.dicom import looks_like_dicom, read_dicom, series_uid
+from psf.io.dicom import DICOM_SUFFIXES, looks_like_dicom, read_dicom, series_uid
+from psf.io.image2d import IMAGE2D_SUFFIXES, read_image2d, write_png
+from psf.io.itk import ITK_SUFFIXES, read_itk
 from psf.io.nifti import read_nifti, write_nifti
-from psf.io.image2d import read_image2d, write_png
-from psf.io.itk import read_itk
 from psf.io.scan import Geometry, ReadOptions, Scan
 
 READERS: dict[str, Callable[..., Scan]] = {
     ".nii.gz": read_nifti,
     ".nii": read_nifti,
-    ".png": read_image2d,
-    ".tif": read_image2d,
-    ".tiff": read_image2d,
-    ".jpg": read_image2d,
-    ".jpeg": read_image2d,
-    ".bmp": read_image2d,
-    ".mha": read_itk,
-    ".mhd": read_itk,
-    ".nrrd": read_itk,
-    ".nhdr": read_itk,
+    **{suffix: read_image2d for suffix in IMAGE2D_SUFFIXES},
+    **{suffix: read_itk for suffix in ITK_SUFFIXES},
 }
 # A mask is written in the format its scan came in; DICOM, MHA and NRRD scans get a NIfTI mask in
 # patient space (RAS), which every viewer overlays on the original.
@@ -145,7 +137,7 @@ def mask_path(source: Source | Path, root: Path | None, out_dir: Path, fmt: str)
     """out_dir/<the scan's folder relative to root>/<scan stem>_mask<suffix>."""
     path = source.path if isinstance(source, Source) else Path(source)
     root = source.root if isinstance(source, Source) else root
-    suffix = scan_suffix(path) or next((s for s in (".dcm", ".dicom", ".ima") if path.name.lower().endswith(s)), "")
+    suffix = scan_suffix(path) or next((s for s in DICOM_SUFFIXES if path.name.lower().endswith(s)), "")
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
     relative = path.parent.relative_to(root) if path.parent.is_relative_to(root) else Path()
     return out_dir / relative / f"{stem}_mask{MASK_SUFFIX[fmt]}"

@@ -14,6 +14,7 @@ from psf.errors import ScanReadError
 from psf.io.atomic import atomic_path
 from psf.io.scan import Scan
 
+IMAGE2D_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 MAX_PIXELS = 16384 * 16384
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
+from psf.data.mni152 import TEMPLATE_FILES, template_dir
 from psf.errors import ScanReadError
 from psf.io import find_scans, mask_path, read_scan, read_source, write_mask
-from psf.data.mni152 import TEMPLATE_FILES, template_dir
 from tests.io.dicom_factory import write_series
 
 
