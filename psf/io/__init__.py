@@ -6,8 +6,10 @@ pydicom (DICOM) and SimpleITK (MHA/NRRD), the last two imported only when such a
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -73,10 +75,27 @@ def read_scan(path: str | Path, options: ReadOptions = ReadOptions()) -> Scan:
 
 def read_source(source: Source, options: ReadOptions = ReadOptions()) -> Scan:
     """Read a file or a DICOM series, giving up after `options.time_limit_s` (a crafted file must not hang a batch)."""
-    with time_limit(options.time_limit_s, source.path):
+    with time_limit(options.time_limit_s, source.path), quiet_libraries():
         if source.kind == "dicom":
             return read_dicom(list(source.files), source.path)
         return read_scan(source.files[0], options)
+
+
+@contextmanager
+def quiet_libraries():
+    """Readers' libraries warn and log about broken files on their own; psf reports each problem once,
+    as a ScanReadError, so their chatter is silenced while a scan is read."""
+    loggers = [logging.getLogger(name) for name in ("nibabel", "pydicom", "PIL")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
 
 @contextmanager
@@ -123,8 +142,9 @@ def find_scans(inputs: list[Path]) -> list[Source]:
 def _series_sources(folder: Path, files: list[Path], root: Path) -> list[Source]:
     """One source per series in `folder`; unreadable headers become their own (failing) sources."""
     groups: dict[str | None, list[Path]] = defaultdict(list)
-    for path in files:
-        groups[series_uid(path)].append(path)
+    with quiet_libraries():
+        for path in files:
+            groups[series_uid(path)].append(path)
     sources = [Source(path, root, (path,), "dicom") for path in groups.pop(None, [])]
     several = len(groups) > 1
     for index, (_, members) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[1][0])), start=1):
