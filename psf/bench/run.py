@@ -77,15 +77,17 @@ def run_bench(manifest: Manifest, opts: BenchOptions, on_result=None) -> dict:
 
 
 def scan_breakdown(manifest: Manifest, scan: Path, threads: int | None) -> dict:
-    """psf-infer's path on one scan (ONNX Runtime, fused pipeline, batch 16): seconds per part, and
-    the share that is not the model (read, preprocess, postprocess, write)."""
+    """psf-infer's path on one scan (ONNX Runtime, fused pipeline, batch 16), timed on a second pass
+    after a warm-up: seconds per part, and the share that is not the model (read, pre/postprocess, write)."""
     import tempfile
 
     from psf.pipeline.batch import BatchOptions, run_batch
     from psf.pipeline.segmenter import Segmenter, SegmenterOptions
 
     with tempfile.TemporaryDirectory() as tmp, Segmenter(manifest, SegmenterOptions(threads=threads)) as segmenter:
-        run = run_batch([scan], segmenter, BatchOptions(out=Path(tmp), quiet=True))
+        options = BatchOptions(out=Path(tmp), quiet=True, overwrite=True)
+        run_batch([scan], segmenter, options)  # warm-up: first imports of the readers, ONNX Runtime's first runs
+        run = run_batch([scan], segmenter, options)
     if run["failed"]:
         from psf.errors import UsageError
 

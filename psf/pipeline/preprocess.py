@@ -23,7 +23,7 @@ def normalize(pixels: np.ndarray, spec: dict) -> np.ndarray:
     method = spec.get("method")
     if method == "percentile":
         # Percentiles of a regular subsample (<= ~2 M voxels): the same to a fraction of a grey level, 7x faster.
-        flat = pixels.reshape(-1)
+        flat = pixels.ravel(order="K")  # no copy for NIfTI's Fortran-ordered voxels
         lo, hi = np.percentile(flat[:: max(1, flat.size // PERCENTILE_SAMPLES)], [spec["lower"], spec["upper"]])
     elif method == "window":  # fixed window, e.g. CT: {"method": "window", "low": -1000, "high": 1000}
         lo, hi = float(spec["low"]), float(spec["high"])
