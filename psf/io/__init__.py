@@ -25,7 +25,7 @@ from psf.io.itk import ITK_SUFFIXES, read_itk
 from psf.io.nifti import read_nifti, write_nifti
 from psf.io.scan import Geometry, ReadOptions, Scan
 
-READERS: dict[str, Callable[..., Scan]] = {
+READERS: dict[str, Callable[[Path, ReadOptions], Scan]] = {
     ".nii.gz": read_nifti,
     ".nii": read_nifti,
     **{suffix: read_image2d for suffix in IMAGE2D_SUFFIXES},
@@ -69,8 +69,7 @@ def read_scan(path: str | Path, options: ReadOptions = ReadOptions()) -> Scan:
         if looks_like_dicom(path):
             return read_dicom([path], path)
         raise ScanReadError(path, f"unknown scan format; psf reads {', '.join(READERS)} and DICOM")
-    reader = READERS[suffix]
-    return reader(path, options) if reader is read_nifti else reader(path)
+    return READERS[suffix](path, options)
 
 
 def read_source(source: Source, options: ReadOptions = ReadOptions()) -> Scan:

@@ -12,13 +12,13 @@ import numpy as np
 
 from psf.errors import ScanReadError
 from psf.io.atomic import atomic_path
-from psf.io.scan import Scan
+from psf.io.scan import ReadOptions, Scan
 
 IMAGE2D_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 MAX_PIXELS = 16384 * 16384
 
 
-def read_image2d(path: str | Path) -> Scan:
+def read_image2d(path: str | Path, options: ReadOptions = ReadOptions()) -> Scan:
     """Read a 2D image as a (rows, cols, 1) float32 Scan; multi-page TIFFs are refused."""
     from PIL import Image
 

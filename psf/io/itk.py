@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from psf.errors import MissingDependency, ScanReadError
-from psf.io.scan import Geometry, Scan
+from psf.io.scan import Geometry, ReadOptions, Scan
 
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 MAX_VOXELS = 1024**3 // 4
@@ -28,7 +28,7 @@ def _sitk():
     return sitk
 
 
-def read_itk(path: str | Path) -> Scan:
+def read_itk(path: str | Path, options: ReadOptions = ReadOptions()) -> Scan:
     """A 2D/3D scalar MHA/MHD/NRRD image as a Scan (voxel order i, j, k; RAS affine)."""
     sitk = _sitk()
     path = Path(path)

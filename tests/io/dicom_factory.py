@@ -9,6 +9,18 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 
+def _new_instance(sop_class: str) -> Dataset:
+    """An empty dataset of `sop_class` with its file meta (explicit VR little endian) and a fresh UID."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    return ds
+
+
 def write_series(folder: Path, volume: np.ndarray, spacing=(0.9, 0.8), step=2.5, origin=(-100.0, -120.0, -40.0),
                  tilt_mm: float = 0.0, canary: str = "CANARY", slope: float = 2.0, intercept: float = -50.0,
                  names: list[str] | None = None) -> list[Path]:
@@ -18,13 +30,7 @@ def write_series(folder: Path, volume: np.ndarray, spacing=(0.9, 0.8), step=2.5,
     series, study, frame = generate_uid(), generate_uid(), generate_uid()
     paths = []
     for k in range(volume.shape[2]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+        ds = _new_instance(MRImageStorage)
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
         ds.Modality = "MR"
         ds.PatientBirthDate, ds.PatientSex, ds.StudyDate, ds.StudyTime = "19700101", "O", "20260101", "120000"
@@ -58,13 +64,7 @@ def write_multiframe(path: Path, volume: np.ndarray, spacing=(0.9, 0.8), step=2.
     from pydicom.uid import EnhancedMRImageStorage
 
     order = frame_order or list(range(volume.shape[2]))
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = EnhancedMRImageStorage, meta.MediaStorageSOPInstanceUID
+    ds = _new_instance(EnhancedMRImageStorage)
     ds.SeriesInstanceUID, ds.Modality = generate_uid(), "MR"
     ds.Rows, ds.Columns, ds.NumberOfFrames = volume.shape[0], volume.shape[1], len(order)
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
