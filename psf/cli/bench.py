@@ -23,12 +23,43 @@ def bench(
     scan: Annotated[Optional[Path], typer.Option(help="Also run psf-infer's whole path on this scan and break its time down.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
     markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the Markdown table to a file.")] = None,
+    load: Annotated[bool, typer.Option(help="Load-test a map server instead: concurrent clients, p50/p99, throughput, lost/wrong answers.")] = False,
+    server: Annotated[Optional[str], typer.Option(help="With --load: the server to test (default: start loopback servers, dynamic batching on and off).")] = None,
+    clients: Annotated[int, typer.Option(help="With --load: concurrent clients.")] = 8,
+    slices: Annotated[int, typer.Option(help="With --load: slices each client sends.")] = 200,
+    request_slices: Annotated[int, typer.Option(help="With --load: slices per request.")] = 1,
+    wire: Annotated[str, typer.Option(help="With --load: fp16 or fp32 latents on the wire.")] = "fp16",
+    end_to_end: Annotated[bool, typer.Option(help="With --load: also time encode -> map -> decode, split vs local.")] = True,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Measure the bundle: ONNX Runtime and torch eager side by side, batch 1 and 16."""
+    """Measure the bundle: ONNX Runtime and torch eager side by side, batch 1 and 16; or, with --load, a map server."""
+    if load:
+        reports_errors(_load)(bundle, server, clients, slices, request_slices, wire, end_to_end, threads, json_out,
+                              markdown_out, debug=debug)
+        return
     reports_errors(_bench)(bundle, backends, batch_sizes, threads, iters, warmup, checkpoint, peak_gflops, scan, json_out,
                            markdown_out, quiet, debug=debug)
+
+
+def _load(bundle, server, clients, slices, request_slices, wire, end_to_end, threads, json_out, markdown_out):
+    from psf.bench.load import LoadOptions, load_markdown, run_load_bench
+    from psf.errors import UsageError
+    from psf.io.atomic import write_text_atomic
+    from psf.manifest import load_manifest
+    from psf.serve.schema import wire_name
+
+    if clients < 1 or slices < 1 or request_slices < 1:
+        raise UsageError(f"--clients, --slices and --request-slices must be >= 1, got {clients}, {slices}, {request_slices}")
+    manifest = load_manifest(bundle)
+    options = LoadOptions(clients=clients, slices=slices, request_slices=request_slices, wire=wire_name(wire))
+    report = run_load_bench(manifest.root, manifest, server, options, server_threads=threads, end_to_end=end_to_end)
+    table = load_markdown(report)
+    if json_out:
+        write_text_atomic(json_out, json.dumps(report, indent=2) + "\n")
+    if markdown_out:
+        write_text_atomic(markdown_out, table)
+    print(table, end="")
 
 
 def _bench(bundle, backends, batch_sizes, threads, iters, warmup, checkpoint, peak_gflops, scan, json_out, markdown_out,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from psf import __version__
-from psf.cli import bench, data, export, infer, score, train
+from psf.cli import bench, data, export, infer, score, serve, train
 
 app = typer.Typer(name="psf", help=f"privacy-sf {__version__}: privacy-preserving segmentation (Privacy-SF).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -19,6 +19,7 @@ app.command("export")(export.export)
 app.command("infer")(infer.infer)
 app.command("bench")(bench.bench)
 app.command("score")(score.score)
+app.command("serve")(serve.serve)
 
 
 def _single(command) -> None:
@@ -42,3 +43,7 @@ def infer_entry() -> None:
 
 def bench_entry() -> None:
     _single(bench.bench)
+
+
+def serve_entry() -> None:
+    _single(serve.serve)

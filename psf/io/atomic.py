@@ -41,3 +41,7 @@ def write_atomic(target: str | Path, write: Callable[[Path], None]) -> Path:
 
 def write_text_atomic(target: str | Path, text: str) -> Path:
     return write_atomic(target, lambda p: p.write_text(text))
+
+
+def write_bytes_atomic(target: str | Path, data: bytes) -> Path:
+    return write_atomic(target, lambda p: p.write_bytes(data))

@@ -110,4 +110,9 @@ def summary_line(summary: dict) -> str:
         parts[0] += f", {summary['skipped']} skipped"
     parts += [f"{summary['slices']} slices in {summary['seconds']:.2f} s", f"{rate:.0f} slices/s",
               f"model {model_share:.0%} of the time ({summary['backend']}, {summary['mode']})"]
+    wire = summary.get("wire")
+    if wire:
+        per_slice = (wire["bytes_up"] + wire["bytes_down"]) / max(1, wire["slices"])
+        parts.append(f"sent {wire['bytes_up'] / 1e6:.1f} MB, received {wire['bytes_down'] / 1e6:.1f} MB "
+                     f"({per_slice / 1024:.1f} KiB/slice, {wire['requests']} requests, {wire['retries']} retries)")
     return " | ".join(parts)

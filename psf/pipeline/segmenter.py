@@ -1,20 +1,22 @@
-"""Images -> class probabilities through a bundle, in batches: local (one graph) or staged (three graphs).
+"""Images -> class probabilities through a bundle, in batches: local (one graph), staged or split.
 
-Staged mode is what a split deployment runs: encode on the client, map on the server, decode on the
-client; here the three run in one process and the latents are rounded to the wire dtype in between,
-so the accuracy cost of the wire format is measured without a server.
+Staged mode runs what a split deployment runs (encode, map, decode) in one process, with the latents
+rounded to the wire dtype in between, so the wire format's accuracy cost is measured without a server.
+Split mode is the deployment itself: encode and decode here, map on a server (psf.serve.client).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from psf.manifest import Manifest, verify_file
 from psf.runtime.ort import OrtRunner
 
-MODES = ("local", "staged")
+MODES = ("local", "staged", "split")
+LatentMap = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class SegmenterOptions:
     batch_size: int = 16
     threads: int | None = None
     wire_dtype: str | None = None  # staged mode; None -> the manifest's
+    remote: LatentMap | None = None  # split mode: image latents -> mask latents, e.g. a RemoteMap
 
 
 class Segmenter:
@@ -31,7 +34,9 @@ class Segmenter:
 
     def __init__(self, manifest: Manifest, options: SegmenterOptions = SegmenterOptions()):
         self.manifest, self.options = manifest, options
-        stages = ("pipeline",) if options.mode == "local" else ("encoder", "map", "decoder")
+        stages = {"local": ("pipeline",), "staged": ("encoder", "map", "decoder"), "split": ("encoder", "decoder")}[options.mode]
+        if (options.mode == "split") != (options.remote is not None):
+            raise ValueError("split mode needs a remote map, and only split mode takes one")
         self.runners = {s: OrtRunner(verify_file(manifest, s), options.backend, options.threads) for s in stages}
         self.wire = np.dtype(options.wire_dtype or manifest.wire_dtype)
 
@@ -52,8 +57,11 @@ class Segmenter:
     def _batch(self, images: np.ndarray) -> np.ndarray:
         if "pipeline" in self.runners:
             return self._run("pipeline", images)
-        z_image = self._over_wire(self._run("encoder", images))
-        z_mask = self._over_wire(self._run("map", z_image))
+        z_image = self._run("encoder", images)
+        if self.options.remote is not None:
+            z_mask = self.options.remote(z_image)
+        else:
+            z_mask = self._over_wire(self._run("map", self._over_wire(z_image)))
         return self._run("decoder", z_mask)
 
     def _run(self, stage: str, feed: np.ndarray) -> np.ndarray:

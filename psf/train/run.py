@@ -39,6 +39,8 @@ class TrainOptions:
     model: ModelConfig = field(default_factory=ModelConfig)
     minutes: float | None = 10.0
     epochs: int | None = None
+    # Per-stage epoch budgets (override `epochs`): a budget that does not depend on machine load.
+    stage_epochs: dict[str, int] | None = None
     views: int = 12
     seed: int = 0
     threads: int | None = None
@@ -48,7 +50,7 @@ class TrainOptions:
 
 def stage_options(opts: TrainOptions, stage: str) -> StageOptions:
     seconds = None if opts.minutes is None else opts.minutes * 60 * BUDGET_SHARES[stage]
-    budget = Budget(seconds=seconds, epochs=opts.epochs)
+    budget = Budget(seconds=seconds, epochs=(opts.stage_epochs or {}).get(stage, opts.epochs))
     if stage == "mapping":  # latent crops of half the grid, larger batches (the server's net is cheap per item)
         return StageOptions(budget, batch_size=32, crop=opts.model.grid // 2, quiet=opts.quiet)
     return StageOptions(budget, batch_size=16, crop=opts.model.image_size // 2, quiet=opts.quiet)

@@ -1,0 +1,76 @@
+"""psf-serve: the bundle's mapping net, and nothing else, behind an embedded Triton server (PyTriton)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from psf.cli.common import DebugOpt, reports_errors
+from psf.registry import BACKENDS
+
+
+def serve(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (or any file in it); only map.onnx is loaded.")],
+    grpc_port: Annotated[int, typer.Option(help="gRPC port (clients: psf-infer --server grpc://HOST:PORT).")] = 8001,
+    http_port: Annotated[int, typer.Option(help="HTTP port: /v2/health/ready and http:// clients; 0 turns HTTP off.")] = 8000,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port; 0 turns metrics off.")] = 8002,
+    address: Annotated[str, typer.Option(help="Address to bind (0.0.0.0: all interfaces).")] = "0.0.0.0",
+    backend: Annotated[str, typer.Option(help=f"Runs the map net: {', '.join(BACKENDS)}.")] = "ort",
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op CPU threads per instance (default: all cores).")] = None,
+    instances: Annotated[int, typer.Option(help="Model instances (sessions) serving requests in parallel.")] = 1,
+    max_batch: Annotated[int, typer.Option(help="Largest batch Triton forms (and accepts in one request).")] = 64,
+    batching: Annotated[bool, typer.Option(help="Dynamic batching: merge concurrent requests into one model call.")] = True,
+    max_queue_delay_us: Annotated[int, typer.Option(help="How long a request may wait for others to batch with.")] = 500,
+    tls_cert: Annotated[Optional[Path], typer.Option(help="PEM server certificate: gRPC with TLS (HTTP then binds 127.0.0.1 only).")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option(help="PEM private key of --tls-cert.")] = None,
+    tls_ca: Annotated[Optional[Path], typer.Option(help="PEM CA that signed client certificates (with --mtls).")] = None,
+    mtls: Annotated[bool, typer.Option(help="Require a client certificate signed by --tls-ca (mutual TLS).")] = False,
+    log_file: Annotated[Optional[Path], typer.Option(help="Write Triton's log here instead of the terminal.")] = None,
+    write_repo: Annotated[Optional[Path], typer.Option(help="Instead of serving: write a Triton model repository for a tritonserver fleet here, then exit.")] = None,
+    repo_kind: Annotated[str, typer.Option(help="With --write-repo: instance kind gpu, cpu or auto.")] = "gpu",
+    overwrite: Annotated[bool, typer.Option(help="With --write-repo: replace models already there.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Serve the map net over gRPC and HTTP; it never sees images, masks or keys, and logs no tensor contents."""
+    if write_repo:
+        from psf.cli.export import write_triton_repo
+        from psf.manifest import load_manifest
+
+        reports_errors(lambda: write_triton_repo(load_manifest(bundle), write_repo, repo_kind, instances, max_batch, overwrite))(debug=debug)
+        return
+    reports_errors(_serve)(bundle, grpc_port, http_port, metrics_port, address, backend, threads, instances, max_batch,
+                           batching, max_queue_delay_us, tls_cert, tls_key, tls_ca, mtls, log_file, debug=debug)
+
+
+def _serve(bundle, grpc_port, http_port, metrics_port, address, backend, threads, instances, max_batch, batching,
+           max_queue_delay_us, tls_cert, tls_key, tls_ca, mtls, log_file) -> None:
+    from psf.errors import UsageError
+    from psf.manifest import load_manifest
+    from psf.progress import stderr
+    from psf.serve.server import MapServer, ServeOptions, TlsFiles
+
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if (mtls or tls_ca) and tls_cert is None:
+        raise UsageError("--mtls/--tls-ca need --tls-cert and --tls-key (the server's own certificate)")
+    tls = TlsFiles(tls_cert, tls_key, tls_ca, mtls) if tls_cert else None
+    options = ServeOptions(address=address, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
+                           backend=backend, threads=threads, instances=instances, max_batch=max_batch, batching=batching,
+                           max_queue_delay_us=max_queue_delay_us, tls=tls, log_file=log_file)
+    manifest = load_manifest(bundle)
+    server = MapServer(manifest, options)
+    server.start()
+    payload = manifest.payload_bytes()
+    stderr.print(f"psf-serve: map net of {manifest.root} as {', '.join(s.model_name for s in server.schemas)}", highlight=False)
+    stderr.print(f"  grpc{'s (TLS' + (', mutual' if mtls else '') + ')' if tls else ''} {address}:{grpc_port}"
+                 f"{f' | http {server.http_address}:{http_port} (/v2/health/ready)' if http_port else ''}"
+                 f"{f' | metrics :{metrics_port}' if metrics_port else ''}", highlight=False)
+    stderr.print(f"  batching {'on, up to ' + str(max_batch) + f', {max_queue_delay_us} us queue delay' if batching else 'off'}"
+                 f" | {instances} instance(s) on {backend} | {payload['up']} B up, {payload['down']} B down per slice (fp16)",
+                 highlight=False)
+    stderr.print("  Ctrl-C stops.", highlight=False)
+    server.serve_forever()
