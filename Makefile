@@ -7,12 +7,14 @@ DEMO ?= demo
 DEMO_MINUTES ?= 9
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean-demo help
+.PHONY: demo test bench audit bench-serve clean-demo help
 
 help:
 	@echo "make demo   train on MNI152, export to ONNX, segment the test scans (CPU, ~13 min)"
 	@echo "make test   run the test suite"
 	@echo "make bench  psf-bench on the demo bundle -> benchmarks/cpu-demo.{json,md}"
+	@echo "make audit  psf-audit on the demo model (+ a U-Net baseline, same budget) -> demo/audit/audit.json"
+	@echo "make bench-serve  psf-bench --load: 8 clients x 200 slices against loopback psf-serve"
 
 $(BIN)/.psf-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +36,19 @@ test: $(BIN)/.psf-installed
 
 bench: $(BIN)/.psf-installed
 	$(BIN)/psf-bench $(DEMO)/bundle --json benchmarks/cpu-demo.json --markdown benchmarks/cpu-demo.md
+
+# The audit needs the demo model and a U-Net trained with the same data, augmentation and budget.
+$(DEMO)/model.pt:
+	$(MAKE) demo
+
+$(DEMO)/unet.pt: $(DEMO)/model.pt
+	$(BIN)/psf-train $(DEMO)/data --baseline unet -o $(DEMO)/unet.pt --minutes $(DEMO_MINUTES) --threads 2
+
+audit: $(BIN)/.psf-installed $(DEMO)/unet.pt
+	$(BIN)/psf-audit $(DEMO)/model.pt $(DEMO)/data --baseline $(DEMO)/unet.pt -o $(DEMO)/audit --threads 2
+
+bench-serve: $(BIN)/.psf-installed
+	$(BIN)/psf-bench $(DEMO)/bundle --load --json benchmarks/serve-load-cpu.json --markdown benchmarks/serve-load-cpu.md
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from psf import __version__
-from psf.cli import bench, data, export, infer, score, serve, train
+from psf.cli import audit, bench, data, export, infer, score, serve, train
 
 app = typer.Typer(name="psf", help=f"privacy-sf {__version__}: privacy-preserving segmentation (Privacy-SF).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -20,6 +20,7 @@ app.command("infer")(infer.infer)
 app.command("bench")(bench.bench)
 app.command("score")(score.score)
 app.command("serve")(serve.serve)
+app.command("audit")(audit.audit)
 
 
 def _single(command) -> None:
@@ -47,3 +48,7 @@ def bench_entry() -> None:
 
 def serve_entry() -> None:
     _single(serve.serve)
+
+
+def audit_entry() -> None:
+    _single(audit.audit)

@@ -1,0 +1,244 @@
+"""psf-audit: every attack of the threat model (../shared/DESIGN.md section 6) on one model and data set,
+each next to the baseline that needs no latent at all.
+
+Roles: the attacker is the honest-but-curious server. It sees image latents z_x of every slice (and,
+during training, the encoded pairs), it may obtain k leaked (slice, latent) pairs, a decoder of another
+center, and public images of the same modality. Latents here are exactly what the client sends.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from psf.privacy import inversion, membership, probe
+from psf.privacy.similarity import mean_foreground_dice, summary
+from psf.progress import stderr
+
+# Shares of the time budget (the rest goes to encoding, probes and scoring).
+SHARES = {"invert_image": {10: 0.05, 100: 0.09, "all": 0.19}, "invert_mask": {10: 0.03, 100: 0.04, "all": 0.07},
+          "leaked_decoder": 0.16, "reference_map": 0.12}
+KS = (10, 100, "all")
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    model: Path
+    data: Path
+    out: Path
+    baseline: Path | None = None
+    minutes: float = 12.0
+    seed: int = 0
+    threads: int | None = None
+    quiet: bool = False
+
+
+@dataclass
+class Encoded:
+    """One split as the server sees it (z_x, z_y) next to what it must not see (images, labels)."""
+
+    images: torch.Tensor   # (n, 1, S, S)
+    labels: torch.Tensor   # (n, S, S) long
+    valid: np.ndarray      # (n, S, S) bool
+    z_image: torch.Tensor
+    z_mask: torch.Tensor
+
+
+@torch.no_grad()
+def encode_split(nets, split) -> Encoded:
+    from psf.train.augment import one_hot
+
+    x, y = torch.from_numpy(split.images), torch.from_numpy(split.labels).long()
+    zx = torch.cat([nets.image_encoder(x[i : i + 32]) for i in range(0, len(x), 32)])
+    zy = torch.cat([nets.mask_encoder(one_hot(y[i : i + 32], nets.config.num_classes)) for i in range(0, len(y), 32)])
+    return Encoded(x, y, split.valid, zx, zy)
+
+
+def _mean_dice(metrics: dict | None) -> float | None:
+    """Mean test Dice over grey and white matter (the foreground classes)."""
+    if not metrics:
+        return None
+    dice = metrics["test"]["dice"]
+    foreground = [v for k, v in dice.items() if k != "other"]
+    return round(float(np.mean(foreground)), 4)
+
+
+def _time_left(started: float, minutes: float) -> float:
+    return minutes * 60 - (time.perf_counter() - started)
+
+
+def run_audit(opts: AuditOptions) -> dict:
+    from psf.pipeline.preprocess import DEFAULT_NORMALIZATION
+    from psf.train.checkpoint import load_checkpoint
+    from psf.train.data import load_split
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    torch.manual_seed(opts.seed)
+    gen = torch.Generator().manual_seed(opts.seed)
+    started = time.perf_counter()
+    budget = opts.minutes * 60
+    nets, ckpt = load_checkpoint(opts.model)
+    cfg = nets.config
+    norm = ckpt.get("normalization", DEFAULT_NORMALIZATION)
+    splits = {s: load_split(opts.data, s, cfg.image_size, norm) for s in ("train", "val", "test")}
+    enc = {s: encode_split(nets, d) for s, d in splits.items()}
+    train, val, test = enc["train"], enc["val"], enc["test"]
+    stderr.print(f"audit: {opts.model} on {opts.data} (train {len(train.images)}, val {len(val.images)}, "
+                 f"test {len(test.images)} slices), budget {opts.minutes:g} min")
+    report: dict = {"model": str(opts.model), "data": str(opts.data), "budget_minutes": opts.minutes}
+    recon: dict[str, np.ndarray] = {}
+
+    # Baselines that need no latent: the mean training image; later, the inverter fed random latents.
+    mean_image = train.images.mean(0, keepdim=True).expand_as(test.images).numpy()
+    prior = summary(mean_image, test.images.numpy(), test.valid)
+    report["prior_ssim"], report["prior_psnr"] = prior["ssim"], prior["psnr"]
+    recon["mean image (prior)"] = mean_image
+
+    # a. Known-plaintext inversion of image latents, k leaked training pairs.
+    rows = []
+    order = torch.randperm(len(train.images), generator=gen)
+    inverters = {}
+    for k in KS:
+        idx = order if k == "all" else order[:k]
+        net = inversion.train_inverter(cfg, train.z_image[idx], train.images[idx], budget * SHARES["invert_image"][k],
+                                       "image", gen, opts.quiet)
+        out = inversion.apply(net, test.z_image, "image")
+        rows.append({"k": len(idx) if k == "all" else k, **summary(out, test.images.numpy(), test.valid)})
+        recon[f"inversion k={rows[-1]['k']}"] = out
+        inverters[k] = net
+        stderr.print(f"  inversion, k={rows[-1]['k']}: SSIM {rows[-1]['ssim']:.3f}, PSNR {rows[-1]['psnr']:.1f} dB")
+    report["inversion"] = rows
+    random_z = torch.clamp(train.z_image.mean(0) + train.z_image.std(0) * torch.randn(test.z_image.shape, generator=gen), -1, 1)
+    report["random_latent"] = summary(inversion.apply(inverters["all"], random_z, "image"), test.images.numpy(), test.valid)
+
+    # b. Leaked decoder: another center trained its own image autoencoder (its data: the val split, its seed).
+    report["leaked_decoder"] = _leaked_decoder(cfg, val, test, budget * SHARES["leaked_decoder"], opts, recon)
+    report["leaked_decoder_ssim"] = report["leaked_decoder"]["ssim"]
+
+    # c. Membership inference against the mapping net.
+    report["membership"] = _membership(nets, train, val, test, budget * SHARES["reference_map"], opts, gen)
+    report["membership_auc"] = max(report["membership"][a]["auc"] for a in ("loss_threshold", "reference_model"))
+
+    # d. Encoded-data analysis: a linear probe fitted on the same k leaked pairs, and channel statistics.
+    probes = []
+    for k in KS:
+        idx = order if k == "all" else order[:k]
+        linear = probe.apply_probe(probe.fit_probe(train.z_image[idx], train.images[idx], cfg.patch), test.z_image, cfg.patch, 1)
+        probes.append({"k": len(idx) if k == "all" else k, **summary(linear, test.images.numpy(), test.valid)})
+        if k == 10:
+            recon["linear probe k=10"] = linear
+    report["linear_probe"] = probes
+    stderr.print("  linear probe: " + ", ".join("k={} SSIM {:.3f}".format(p["k"], p["ssim"]) for p in probes))
+    report["latent_channels"] = {"image": probe.channel_statistics(test.z_image, test.images, cfg.patch)}
+
+    # e. The same attacks on encoded masks (z_y): Dice of what the attacker recovers.
+    report["mask"] = _mask_attacks(cfg, train, test, budget, opts, gen)
+    report["latent_channels"]["mask"] = probe.channel_statistics(
+        test.z_mask, F.one_hot(test.labels, cfg.num_classes).permute(0, 3, 1, 2).float(), cfg.patch)
+
+    # The accuracy side: what privacy costs against a plain U-Net with the same budget.
+    report["dice_privacy"] = _mean_dice(ckpt.get("metrics"))
+    report["dice_unet"] = _mean_dice(_baseline_metrics(opts.baseline))
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["_recon"] = recon  # for the figure; dropped before JSON
+    report["_truth"] = test.images.numpy()
+    return report
+
+
+def _leaked_decoder(cfg, val: Encoded, test: Encoded, seconds: float, opts: AuditOptions, recon: dict) -> dict:
+    from psf.models import build_networks
+    from psf.train.loop import Budget
+    from psf.train.stages import StageOptions, Views, train_image_autoencoder
+
+    other = build_networks(cfg)
+    other_gen = torch.Generator().manual_seed(opts.seed + 1000)
+    torch.manual_seed(opts.seed + 1000)
+    from psf.train.augment import augmented_views
+
+    views = Views(*augmented_views(val.images, val.labels.to(torch.uint8), cfg.num_classes, 6, other_gen))
+    log = train_image_autoencoder(other, views, StageOptions(Budget(seconds=seconds), batch_size=16,
+                                                              crop=cfg.image_size // 2, quiet=opts.quiet), other_gen)
+    other.eval()
+    with torch.no_grad():
+        own = torch.cat([other.image_decoder(other.image_encoder(test.images[i : i + 32])) for i in range(0, len(test.images), 32)])
+        leaked = torch.cat([other.image_decoder(test.z_image[i : i + 32]) for i in range(0, len(test.images), 32)])
+    recon["leaked decoder"] = leaked.numpy()
+    result = summary(leaked.numpy(), test.images.numpy(), test.valid)
+    result["other_center_own_reconstruction"] = summary(own.numpy(), test.images.numpy(), test.valid)
+    result["other_center_steps"] = log["steps"]
+    stderr.print(f"  leaked decoder (another center's): SSIM {result['ssim']:.3f} "
+                 f"(that center on its own latents: {result['other_center_own_reconstruction']['ssim']:.3f})")
+    return result
+
+
+@torch.no_grad()
+def _map_losses(mapping, enc: Encoded) -> np.ndarray:
+    out = torch.cat([mapping(enc.z_image[i : i + 32]) for i in range(0, len(enc.z_image), 32)])
+    return ((out - enc.z_mask) ** 2).mean((1, 2, 3)).numpy()
+
+
+def _membership(nets, train: Encoded, val: Encoded, test: Encoded, seconds: float, opts: AuditOptions, gen) -> dict:
+    from psf.models.mapping import MappingNet
+    from psf.train.loop import Budget
+    from psf.train.stages import EncodedPairs, StageOptions, train_mapping
+
+    target = {"train": _map_losses(nets.mapping, train), "val": _map_losses(nets.mapping, val),
+              "test": _map_losses(nets.mapping, test)}
+    loss_attack = membership.attack_report(-target["train"], -np.concatenate([target["val"], target["test"]]))
+    # Reference model on data the attacker owns (val), never on train or test.
+    reference = MappingNet(nets.config)
+    train_mapping(reference, EncodedPairs(val.z_image, val.z_mask),
+                  StageOptions(Budget(seconds=seconds), batch_size=16, crop=nets.config.grid // 2, quiet=opts.quiet), gen)
+    reference.eval()
+    ref = {"train": _map_losses(reference, train), "test": _map_losses(reference, test)}
+    calibrated = membership.attack_report(ref["train"] - target["train"], ref["test"] - target["test"])
+    stderr.print(f"  membership: loss threshold AUC {loss_attack['auc']:.3f}, reference-model AUC {calibrated['auc']:.3f}")
+    return {"loss_threshold": loss_attack, "reference_model": calibrated,
+            "mean_loss": {k: round(float(v.mean()), 6) for k, v in target.items()}}
+
+
+def _mask_attacks(cfg, train: Encoded, test: Encoded, budget: float, opts: AuditOptions, gen) -> dict:
+    truth = test.labels.numpy()
+    order = torch.randperm(len(train.labels), generator=gen)
+    rows = []
+    for k in KS:
+        idx = order if k == "all" else order[:k]
+        net = inversion.train_inverter(cfg, train.z_mask[idx], train.labels[idx], budget * SHARES["invert_mask"][k],
+                                       "mask", gen, opts.quiet)
+        pred = inversion.apply(net, test.z_mask, "mask")
+        rows.append({"k": len(idx) if k == "all" else k, "dice": mean_foreground_dice(pred, truth, test.valid, cfg.num_classes)})
+    one_hot = lambda y: F.one_hot(y, cfg.num_classes).permute(0, 3, 1, 2).float()  # noqa: E731
+    probes = []
+    for k in KS:
+        idx = order if k == "all" else order[:k]
+        weights = probe.fit_probe(train.z_mask[idx], one_hot(train.labels[idx]), cfg.patch)
+        linear = probe.apply_probe(weights, test.z_mask, cfg.patch, cfg.num_classes).argmax(1)
+        probes.append({"k": len(idx) if k == "all" else k, "dice": mean_foreground_dice(linear, truth, test.valid, cfg.num_classes)})
+    # Prior: every test pixel gets the label the training set has most often at that position.
+    counts = one_hot(train.labels).sum(0)
+    prior = np.broadcast_to(counts.argmax(0).numpy(), truth.shape)
+    result = {"inversion": rows, "linear_probe": probes,
+              "prior_dice": mean_foreground_dice(prior, truth, test.valid, cfg.num_classes)}
+    inverted = ", ".join("k={} {:.3f}".format(r["k"], r["dice"]) for r in rows)
+    stderr.print(f"  masks: inversion Dice {inverted}; "
+                 f"linear probe k=10 {probes[0]['dice']:.3f}, all {probes[-1]['dice']:.3f}; prior {result['prior_dice']:.3f}")
+    return result
+
+
+def _baseline_metrics(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    from psf.errors import PsfError
+
+    if not Path(path).is_file():
+        raise PsfError(f"--baseline {path}: no such file; train one with: psf-train DATA/ --baseline unet -o {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "psf-unet/1":
+        raise PsfError(f"--baseline {path}: not a U-Net baseline from psf-train --baseline unet")
+    return ckpt["metrics"]

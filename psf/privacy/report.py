@@ -1,0 +1,81 @@
+"""The audit's outputs: audit.json, audit.md (tables with their baselines) and audit.png (originals next
+to what each attack reconstructs, same test slices)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from psf.io.atomic import write_atomic, write_text_atomic
+
+TARGETS = {"leaked_decoder_margin": 0.05, "membership_auc": 0.55}
+
+
+def verdicts(report: dict) -> dict:
+    """The issue's targets, checked against the measured figures (True = met)."""
+    out = {"leaked_decoder_ssim_within_prior_plus_0.05": report["leaked_decoder_ssim"] <= report["prior_ssim"] + TARGETS["leaked_decoder_margin"],
+           "membership_auc_at_most_0.55": report["membership_auc"] <= TARGETS["membership_auc"]}
+    if report.get("dice_unet") is not None and report.get("dice_privacy") is not None:
+        out["dice_privacy_at_least_unet"] = report["dice_privacy"] >= report["dice_unet"]
+    return out
+
+
+def write_reports(report: dict, out: Path) -> dict[str, Path]:
+    out = Path(out)
+    recon, truth = report.pop("_recon"), report.pop("_truth")
+    report["targets"] = verdicts(report)
+    paths = {"json": write_text_atomic(out / "audit.json", json.dumps(report, indent=2) + "\n"),
+             "markdown": write_text_atomic(out / "audit.md", markdown(report)),
+             "png": out / "audit.png"}
+    write_atomic(paths["png"], lambda tmp: _figure(truth, recon).save(tmp, format="PNG"))
+    return paths
+
+
+def markdown(r: dict) -> str:
+    lines = [f"# Privacy audit of {r['model']}", "", f"Data: {r['data']}; budget {r['budget_minutes']} min, took {r['seconds']} s.", "",
+             "## Images: what an attacker recovers from z_image (test slices; SSIM over real pixels)", "",
+             "| attack | SSIM | PSNR dB |", "|---|---|---|",
+             f"| prior only: the mean training image | {r['prior_ssim']} | {r['prior_psnr']} |",
+             f"| inverter fed random latents | {r['random_latent']['ssim']} | {r['random_latent']['psnr']} |"]
+    lines += [f"| known-plaintext inversion, k={row['k']} leaked pairs | {row['ssim']} | {row['psnr']} |" for row in r["inversion"]]
+    lines += [f"| leaked decoder of another center | {r['leaked_decoder']['ssim']} | {r['leaked_decoder']['psnr']} |",
+             ] + [f"| linear probe (3x3 cells -> patch), k={row['k']} | {row['ssim']} | {row['psnr']} |" for row in r["linear_probe"]] + ["",
+              "## Masks: Dice of what an attacker recovers from z_mask", "", "| attack | mean Dice GM/WM |", "|---|---|",
+              f"| prior only: most frequent label per pixel | {r['mask']['prior_dice']} |"]
+    lines += [f"| known-plaintext inversion, k={row['k']} | {row['dice']} |" for row in r["mask"]["inversion"]]
+    lines += [f"| linear probe, k={row['k']} | {row['dice']} |" for row in r["mask"]["linear_probe"]]
+    lines += ["", "## Membership inference against the mapping net", "",
+              "| attack | AUC (95% bootstrap CI) | TPR at 1% FPR | TPR at 0.1% FPR | members / non-members |", "|---|---|---|---|---|"]
+    for name in ("loss_threshold", "reference_model"):
+        a = r["membership"][name]
+        lines.append(f"| {name.replace('_', ' ')} | {a['auc']} ({a['auc_ci95'][0]}-{a['auc_ci95'][1]}) | {a['tpr_at_1pct_fpr']} | "
+                     f"{a['tpr_at_0.1pct_fpr']} | {a['members']} / {a['nonmembers']} |")
+    lines += ["", "## Latent channels (test slices)", "", "| latent | channel | mean | std | saturated | corr. with content |",
+              "|---|---|---|---|---|---|"]
+    for which, stats in r["latent_channels"].items():
+        lines += [f"| {which} | {s['channel']} | {s['mean']} | {s['std']} | {s['saturated']} | {s['corr_with_content']} |" for s in stats]
+    lines += ["", "## Accuracy", "", f"Mean test Dice (GM, WM): privacy pipeline {r['dice_privacy']}, U-Net {r['dice_unet']}.", "",
+              "## Targets", ""]
+    lines += [f"- {name}: {'met' if ok else 'NOT met'}" for name, ok in r["targets"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _figure(truth: np.ndarray, recon: dict[str, np.ndarray], columns: int = 4, cell: int = 128):
+    """Rows: the original, then one row per attack; columns: evenly spaced test slices."""
+    from PIL import Image, ImageDraw
+
+    content = [i for i in range(len(truth)) if truth[i].mean() > 0.05] or list(range(len(truth)))
+    picks = [content[j] for j in np.linspace(0, len(content) - 1, columns).round().astype(int)]
+    rows = [("original", truth)] + list(recon.items())
+    label_w = 170
+    canvas = Image.new("L", (label_w + columns * cell, len(rows) * cell), 0)
+    draw = ImageDraw.Draw(canvas)
+    for r, (name, images) in enumerate(rows):
+        draw.text((6, r * cell + cell // 2 - 6), name, fill=255)
+        for c, i in enumerate(picks):
+            pixels = (np.clip(images[i, 0], 0, 1) * 255).astype(np.uint8)
+            tile = Image.fromarray(pixels).resize((cell, cell), Image.BILINEAR)
+            canvas.paste(tile, (label_w + c * cell, r * cell))
+    return canvas
