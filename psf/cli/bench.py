@@ -24,7 +24,7 @@ def bench(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
     markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the Markdown table to a file.")] = None,
     load: Annotated[bool, typer.Option(help="Load-test a map server instead: concurrent clients, p50/p99, throughput, lost/wrong answers.")] = False,
-    server: Annotated[Optional[str], typer.Option(help="With --load: the server to test (default: start loopback servers, dynamic batching on and off).")] = None,
+    server: Annotated[Optional[str], typer.Option(help="Load-test this server (implies --load; default: start loopback servers, dynamic batching on and off).")] = None,
     clients: Annotated[int, typer.Option(help="With --load: concurrent clients.")] = 8,
     slices: Annotated[int, typer.Option(help="With --load: slices each client sends.")] = 200,
     request_slices: Annotated[int, typer.Option(help="With --load: slices per request.")] = 1,
@@ -34,7 +34,7 @@ def bench(
     debug: DebugOpt = False,
 ) -> None:
     """Measure the bundle: ONNX Runtime and torch eager side by side, batch 1 and 16; or, with --load, a map server."""
-    if load:
+    if load or server:
         reports_errors(_load)(bundle, server, clients, slices, request_slices, wire, end_to_end, threads, json_out,
                               markdown_out, debug=debug)
         return
@@ -45,7 +45,6 @@ def bench(
 def _load(bundle, server, clients, slices, request_slices, wire, end_to_end, threads, json_out, markdown_out):
     from psf.bench.load import LoadOptions, load_markdown, run_load_bench
     from psf.errors import UsageError
-    from psf.io.atomic import write_text_atomic
     from psf.manifest import load_manifest
     from psf.serve.schema import wire_name
 
@@ -55,18 +54,13 @@ def _load(bundle, server, clients, slices, request_slices, wire, end_to_end, thr
     options = LoadOptions(clients=clients, slices=slices, request_slices=request_slices, wire=wire_name(wire))
     report = run_load_bench(manifest.root, manifest, server, options, server_threads=threads, end_to_end=end_to_end)
     table = load_markdown(report)
-    if json_out:
-        write_text_atomic(json_out, json.dumps(report, indent=2) + "\n")
-    if markdown_out:
-        write_text_atomic(markdown_out, table)
-    print(table, end="")
+    _publish(report, table, json_out, markdown_out)
 
 
 def _bench(bundle, backends, batch_sizes, threads, iters, warmup, checkpoint, peak_gflops, scan, json_out, markdown_out,
            quiet):
     from psf.bench.run import BenchOptions, markdown, run_bench
     from psf.errors import UsageError
-    from psf.io.atomic import write_text_atomic
     from psf.manifest import load_manifest
     from psf.progress import stderr
 
@@ -88,6 +82,13 @@ def _bench(bundle, backends, batch_sizes, threads, iters, warmup, checkpoint, pe
 
     report = run_bench(load_manifest(bundle), opts, on_result=show)
     table = markdown(report)
+    _publish(report, table, json_out, markdown_out)
+
+
+def _publish(report: dict, table: str, json_out: Path | None, markdown_out: Path | None) -> None:
+    """The table on stdout; the report as JSON and the table as Markdown where asked."""
+    from psf.io.atomic import write_text_atomic
+
     if json_out:
         write_text_atomic(json_out, json.dumps(report, indent=2) + "\n")
     if markdown_out:

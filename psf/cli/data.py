@@ -18,15 +18,25 @@ def mni152(
     out: Annotated[Path, typer.Argument(help="Folder to write the data set into.")],
     block: Annotated[int, typer.Option(help="Slices per split block.")] = 10,
     gap: Annotated[int, typer.Option(help="Slices dropped at each border between splits.")] = 1,
+    centers: Annotated[int, typer.Option(help="Write N simulated centers (OUT/center_a, ...) with different acquisitions and disjoint training blocks; 0: one data set.")] = 0,
     debug: DebugOpt = False,
 ) -> None:
     """2D grey/white-matter data set from the MNI152 T1 template shipped inside nilearn."""
-    reports_errors(_mni152)(out, block, gap, debug=debug)
+    reports_errors(_mni152)(out, block, gap, centers, debug=debug)
 
 
-def _mni152(out: Path, block: int, gap: int) -> None:
+def _mni152(out: Path, block: int, gap: int, centers: int) -> None:
     from psf.data.mni152 import build_mni152
 
+    if centers:
+        from psf.data.centers import build_centers
+
+        for name, info in build_centers(out, centers, block=block, gap=gap).items():
+            a = info["acquisition"]
+            stderr.print(f"wrote {out / name} ({', '.join(f'{s} {n}' for s, n in info['counts'].items())} slices; gamma {a['gamma']}, "
+                         f"bias {a['bias']}, contrast {a['contrast']}, blur {a['blur_voxels']}, noise {a['noise']}, "
+                         f"scale {a['scale']}, offset {a['offset']})", highlight=False)
+        return
     built = build_mni152(out, block=block, gap=gap)
     counts = ", ".join(f"{split} {n}" for split, n in built.counts.items())
     stderr.print(f"wrote {out} ({counts} axial slices; rule and splits in {out / 'dataset.json'})")

@@ -81,6 +81,8 @@ def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, volume
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     manifest = load_manifest(engine)
     mapper = _remote_map(manifest, **remote) if remote["server"] else None
+    if mapper is not None:  # hand the client whole windows of requests, so `--inflight` of them can be in flight
+        batch_size = max(batch_size, remote["request_slices"] * remote["inflight"])
     options = SegmenterOptions(backend=backend, mode=mode, batch_size=batch_size, threads=threads, remote=mapper)
     try:
         with Segmenter(manifest, options) as segmenter:

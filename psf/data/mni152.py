@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,14 +76,27 @@ def runs(splits: list[str | None]) -> list[tuple[str, int, int]]:
     return out
 
 
+def _per_block(spans: list[tuple[str, int, int]], block: int) -> list[tuple[str, int, int]]:
+    """Cut runs at block boundaries, so training blocks can go to different centers."""
+    out = []
+    for split, start, stop in spans:
+        edges = sorted({start, stop, *range((start // block + 1) * block, stop, block)})
+        out += [(split, a, b) for a, b in zip(edges, edges[1:])]
+    return out
+
+
 @dataclass(frozen=True)
 class BuiltDataset:
     root: Path
     counts: dict[str, int]
 
 
-def build_mni152(out: Path, block: int = 10, gap: int = 1) -> BuiltDataset:
-    """Write OUT/{train,val,test}/{images,labels}/mni152_zSSS-EEE.nii.gz and OUT/dataset.json."""
+def build_mni152(out: Path, block: int = 10, gap: int = 1, acquisition: Callable[[np.ndarray], np.ndarray] | None = None,
+                 keep_train_block: Callable[[int], bool] | None = None, extra: dict | None = None) -> BuiltDataset:
+    """Write OUT/{train,val,test}/{images,labels}/mni152_zSSS-EEE.nii.gz and OUT/dataset.json.
+
+    acquisition: turns the template T1 into what another scanner would record (psf.data.centers);
+    keep_train_block: which training blocks (by their order, 0 = the first) this data set keeps."""
     import nibabel as nib
 
     if block < 1 or gap < 0:
@@ -90,13 +104,20 @@ def build_mni152(out: Path, block: int = 10, gap: int = 1) -> BuiltDataset:
     folder = template_dir()
     t1 = nib.load(str(folder / TEMPLATE_FILES["t1"]))
     t1_data = np.asarray(t1.dataobj)
+    if acquisition is not None:
+        t1_data = acquisition(t1_data.astype(np.float32)).astype(np.float32)
     gm = np.asarray(nib.load(str(folder / TEMPLATE_FILES["gm"])).dataobj, dtype=np.float32) / 255.0
     wm = np.asarray(nib.load(str(folder / TEMPLATE_FILES["wm"])).dataobj, dtype=np.float32) / 255.0
     labels = tissue_labels(gm, wm)
     splits = assign_splits(t1_data.shape[2], block, gap)
     counts = {"train": 0, "val": 0, "test": 0}
     volumes = []
-    for split, start, stop in runs(splits):
+    train_blocks = 0
+    for split, start, stop in _per_block(runs(splits), block) if keep_train_block else runs(splits):
+        if split == "train" and keep_train_block is not None:
+            train_blocks += 1
+            if not keep_train_block(train_blocks - 1):
+                continue
         affine = t1.affine.copy()
         affine[:3, 3] = t1.affine[:3, :3] @ np.array([0, 0, start]) + t1.affine[:3, 3]
         geometry = Geometry(affine=affine, qform=affine, qform_code=4, sform=affine, sform_code=4)
@@ -115,6 +136,7 @@ def build_mni152(out: Path, block: int = 10, gap: int = 1) -> BuiltDataset:
         "gap": gap,
         "counts": counts,
         "volumes": volumes,
+        **(extra or {}),
     }
     write_text_atomic(out / "dataset.json", json.dumps(manifest, indent=2))
     return BuiltDataset(root=out, counts=counts)

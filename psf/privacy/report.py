@@ -40,9 +40,9 @@ def markdown(r: dict) -> str:
              f"| prior only: the mean training image | {r['prior_ssim']} | {r['prior_psnr']} |",
              f"| inverter fed random latents | {r['random_latent']['ssim']} | {r['random_latent']['psnr']} |"]
     lines += [f"| known-plaintext inversion, k={row['k']} leaked pairs | {row['ssim']} | {row['psnr']} |" for row in r["inversion"]]
-    lines += [f"| leaked decoder of another center | {r['leaked_decoder']['ssim']} | {r['leaked_decoder']['psnr']} |",
-             ] + [f"| linear probe (3x3 cells -> patch), k={row['k']} | {row['ssim']} | {row['psnr']} |" for row in r["linear_probe"]] + ["",
-              "## Masks: Dice of what an attacker recovers from z_mask", "", "| attack | mean Dice GM/WM |", "|---|---|",
+    lines.append(f"| leaked decoder of another center | {r['leaked_decoder']['ssim']} | {r['leaked_decoder']['psnr']} |")
+    lines += [f"| linear probe (3x3 cells -> patch), k={row['k']} | {row['ssim']} | {row['psnr']} |" for row in r["linear_probe"]]
+    lines += ["", "## Masks: Dice of what an attacker recovers from z_mask", "", "| attack | mean Dice GM/WM |", "|---|---|",
               f"| prior only: most frequent label per pixel | {r['mask']['prior_dice']} |"]
     lines += [f"| known-plaintext inversion, k={row['k']} | {row['dice']} |" for row in r["mask"]["inversion"]]
     lines += [f"| linear probe, k={row['k']} | {row['dice']} |" for row in r["mask"]["linear_probe"]]
