@@ -9,7 +9,8 @@ import sys
 def test_inference_path_does_not_import_torch():
     code = (
         "import sys; import psf.runtime, psf.runtime.ort, psf.io, psf.cli.infer, psf.cli.main, psf.pipeline.scan, "
-        "psf.pipeline.segmenter, psf.manifest; print('torch' in sys.modules)"
+        "psf.pipeline.segmenter, psf.manifest, psf.serve.client, psf.serve.server, psf.serve.schema, psf.serve.launch, "
+        "psf.serve.repository, psf.cli.serve, psf.bench.load; print('torch' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

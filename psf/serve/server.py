@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import socket
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from psf.errors import MissingDependency, UsageError
+from psf.errors import MissingDependency, PsfError, UsageError
 from psf.manifest import Manifest, verify_file
 from psf.runtime.ort import OrtRunner
 from psf.serve.schema import DEFAULT_MAX_BATCH, WIRE_DTYPES, WireSchema
@@ -108,6 +110,10 @@ def _let_backend_stub_find_libpython() -> None:
         os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, current) if p)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 class MapServer:
     """Starts Triton with the bundle's map net bound once per wire dtype. Use as a context manager."""
 
@@ -145,9 +151,10 @@ class MapServer:
             runner.activate()
         o = self.options
         batcher = DynamicBatcher(max_queue_delay_microseconds=o.max_queue_delay_us)
-        self.triton = Triton(config=self._triton_config(TritonConfig))
-        self.triton.__enter__()
+        self._check_ports_free()
         try:
+            self.triton = Triton(config=self._triton_config(TritonConfig))
+            self.triton.__enter__()
             for schema in self.schemas:
                 functions = [batch(MapFunction(runner, schema, o.max_batch)) for runner in self.runners]
                 self.triton.bind(
@@ -159,16 +166,32 @@ class MapServer:
                     strict=True,
                 )
             self.triton.run()
-        except Exception:
+        except Exception as exc:  # PyTriton raises its own types; ports in use are the usual cause
             self.stop()
-            raise
+            raise PsfError(f"Triton did not start ({type(exc).__name__}: {exc}); its log above says why") from exc
         log.info("serving %s on grpc :%s http :%s", ", ".join(s.model_name for s in self.schemas), o.grpc_port, o.http_port)
         return self
 
+    def _check_ports_free(self) -> None:
+        """Fail in a second, naming the flag, rather than after PyTriton's two-minute startup wait."""
+        o = self.options
+        for flag, port, address in (("--grpc-port", o.grpc_port, o.address), ("--http-port", o.http_port, self.http_address),
+                                    ("--metrics-port", o.metrics_port, self.http_address)):
+            if not port:
+                continue
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((address, port))
+                except OSError as exc:
+                    raise PsfError(f"{flag} {port}: cannot listen on {address}:{port} ({exc.strerror}); "
+                                   f"another server uses it? pick another port with {flag}") from None
+
     def serve_forever(self) -> None:
-        """Block until interrupted (Ctrl-C / SIGTERM), then shut down."""
+        """Block until interrupted (Ctrl-C, or SIGTERM from docker stop / Kubernetes), then shut down."""
         if self.triton is None:
             self.start()
+        signal.signal(signal.SIGTERM, _interrupt)
         self.triton.serve()
 
     def stop(self) -> None:

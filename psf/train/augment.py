@@ -1,7 +1,8 @@
-"""Augmentations. Image space (client, before encoding) and latent space (server, on encoded pairs).
+"""Image-space augmentations (client side, before encoding). The server's own, on encoded pairs, are in
+psf.train.latent_augment.
 
-A convolutional encoder is not flip-equivariant, so flips and geometry live in image space; the server
-only moves whole latent pixels, identically in z_x and z_y, which keeps each pair consistent.
+A convolutional encoder is not flip-equivariant, so flips and geometry of the slice live here, before
+the encoder; the server can only move the latent grid.
 """
 
 from __future__ import annotations
@@ -57,12 +58,6 @@ def random_crop(tensors: list[torch.Tensor], size: int, gen: torch.Generator, mu
         return tensors
     top, left = (int(v) * multiple for v in torch.randint(0, (full - size) // multiple + 1, (2,), generator=gen))
     return [t[..., top : top + size, left : left + size] for t in tensors]
-
-
-def shift_latents(z_x: torch.Tensor, z_y: torch.Tensor, gen: torch.Generator, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoded-data augmentation: the same whole-latent-pixel shift (a random crop window) of z_x and z_y."""
-    z_x, z_y = random_crop([z_x, z_y], crop, gen)
-    return z_x, z_y
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from psf.progress import stderr
 from psf.train.augment import augmented_views
 from psf.train.checkpoint import save_checkpoint
 from psf.train.data import SliceSet, load_split
+from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget
 from psf.train.stages import (
     StageOptions,
@@ -42,6 +43,7 @@ class TrainOptions:
     # Per-stage epoch budgets (override `epochs`): a budget that does not depend on machine load.
     stage_epochs: dict[str, int] | None = None
     views: int = 12
+    latent_augment: str = "shift"  # the server's encoded-data augmentations (psf.train.latent_augment)
     seed: int = 0
     threads: int | None = None
     labels: tuple[str, ...] = ("other", "grey_matter", "white_matter")
@@ -85,7 +87,8 @@ def run_training(opts: TrainOptions) -> dict:
     }
     pairs = encode_pairs(nets, views)
     stderr.print(f"client: encoded {len(pairs)} pairs ({opts.views} views per slice) for the server")
-    log["mapping"] = train_mapping(nets.mapping, pairs, stage_options(opts, "mapping"), gen)
+    log["mapping"] = train_mapping(nets.mapping, pairs, stage_options(opts, "mapping"), gen,
+                                   LatentAugment.from_names(opts.latent_augment))
     nets.eval()
     metrics = {
         "val": evaluate(nets, splits["val"], opts.labels),

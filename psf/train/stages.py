@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from psf.models import Networks
-from psf.train.augment import intensity, one_hot, random_crop, shift_latents
+from psf.train.augment import intensity, one_hot, random_crop
+from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget, cosine_lr, run_loop
 
 
@@ -36,6 +37,12 @@ class StageOptions:
     lr: float = 3e-3
     crop: int = 128
     quiet: bool = False
+    # This run's slice of one learning-rate schedule (federated rounds share one: round r of R is (r/R, (r+1)/R)).
+    schedule: tuple[float, float] = (0.0, 1.0)
+
+    def progress(self, done: float) -> float:
+        start, end = self.schedule
+        return start + done * (end - start)
 
 
 def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -48,14 +55,20 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ce + (1 - dice).mean()
 
 
-def train_image_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen: torch.Generator) -> dict:
+def client_optimizer(*modules: torch.nn.Module, lr: float = 3e-3) -> torch.optim.Optimizer:
+    """The client stages' optimizer; a federated center keeps one across rounds (its moments persist)."""
+    return torch.optim.AdamW([p for m in modules for p in m.parameters()], lr=lr, weight_decay=1e-4)
+
+
+def train_image_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen: torch.Generator,
+                            opt: torch.optim.Optimizer | None = None) -> dict:
     """Client stage 1a: E_x, D_x with an L1 + MSE reconstruction loss on intensity-augmented crops."""
     enc, dec = nets.image_encoder.train(), nets.image_decoder.train()
-    opt = torch.optim.AdamW([*enc.parameters(), *dec.parameters()], lr=opts.lr, weight_decay=1e-4)
+    opt = opt or client_optimizer(enc, dec, lr=opts.lr)
     multiple = nets.config.patch * 2
 
     def step(idx: torch.Tensor, done: float) -> float:
-        cosine_lr(opt, opts.lr, done)
+        cosine_lr(opt, opts.lr, opts.progress(done))
         (x,) = random_crop([views.images[idx]], opts.crop, gen, multiple)
         x = intensity(x, gen)
         recon = dec(enc(x))
@@ -69,17 +82,17 @@ def train_image_autoencoder(nets: Networks, views: Views, opts: StageOptions, ge
 
 
 def train_mask_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen: torch.Generator,
-                           latent_noise: float = 0.08) -> dict:
+                           latent_noise: float = 0.08, opt: torch.optim.Optimizer | None = None) -> dict:
     """Client stage 1b: E_y, D_y with Dice + CE on decoded masks.
 
     Gaussian noise on the latent during training makes D_y tolerant of the mapping net's small errors.
     """
     enc, dec = nets.mask_encoder.train(), nets.mask_decoder.train()
-    opt = torch.optim.AdamW([*enc.parameters(), *dec.parameters()], lr=opts.lr, weight_decay=1e-4)
+    opt = opt or client_optimizer(enc, dec, lr=opts.lr)
     c, multiple = nets.config.num_classes, nets.config.patch * 2
 
     def step(idx: torch.Tensor, done: float) -> float:
-        cosine_lr(opt, opts.lr, done)
+        cosine_lr(opt, opts.lr, opts.progress(done))
         (y,) = random_crop([views.labels[idx].long()], opts.crop, gen, multiple)
         z = enc(one_hot(y, c))
         z = z + latent_noise * torch.randn(z.shape, generator=gen)
@@ -120,8 +133,9 @@ def encode_pairs(nets: Networks, views: Views, batch_size: int = 64) -> EncodedP
     return EncodedPairs(torch.cat(zx), torch.cat(zy))
 
 
-def train_mapping(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageOptions, gen: torch.Generator) -> dict:
-    """Server stage 3: M(z_x) -> z_y by MSE on consistent latent crops (whole-latent-pixel shifts)."""
+def train_mapping(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageOptions, gen: torch.Generator,
+                  augment: LatentAugment = LatentAugment()) -> dict:
+    """Server stage 3: M(z_x) -> z_y by MSE on encoded-data-augmented pairs (default: consistent latent crops)."""
     if not isinstance(pairs, EncodedPairs):
         raise TypeError("the server stage trains on EncodedPairs (latents) only")
     mapping.train()
@@ -129,7 +143,7 @@ def train_mapping(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageOpti
 
     def step(idx: torch.Tensor, done: float) -> float:
         cosine_lr(opt, opts.lr, done)
-        z_x, z_y = shift_latents(pairs.z_image[idx], pairs.z_mask[idx], gen, opts.crop)
+        z_x, z_y = augment(pairs.z_image[idx], pairs.z_mask[idx], gen, opts.crop)
         loss = F.mse_loss(mapping(z_x), z_y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -21,7 +21,9 @@ def test_audit_writes_json_markdown_and_figure(tiny_model, mni_data, tmp_path):
     assert all(set(row) >= {"k", "psnr", "ssim"} for row in report["inversion"])
     assert 0 < report["prior_ssim"] < 1 and 0 <= report["membership_auc"] <= 1
     assert report["dice_unet"] is None and report["dice_privacy"] > 0
-    assert set(report["targets"]) == {"leaked_decoder_ssim_within_prior_plus_0.05", "membership_auc_at_most_0.55"}
+    assert set(report["targets"]) == {"leaked_decoder_ssim_within_prior_plus_0.05", "membership_auc_at_most_0.55",
+                                      "leaked_decoder_ssim_after_intensity_fit_within_prior_plus_0.05"}
+    assert "after_intensity_fit_k10" in report["leaked_decoder"]
     assert (out / "audit.png").stat().st_size > 10_000 and "## Membership inference" in (out / "audit.md").read_text()
     assert "membership AUC" in result.stdout
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import numpy as np
 import pytest
@@ -61,3 +62,9 @@ def test_serve_flag_errors_are_clear(tiny_bundle, tmp_path):
         assert result.returncode == 1 and words in result.stderr, (args, result.stderr)
     missing = run_cli("serve", str(tmp_path / "nope"))
     assert missing.returncode == 1 and "no such file or folder" in missing.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = run_cli("serve", str(tiny_bundle), "--address", "127.0.0.1", "--grpc-port", str(port))
+    assert taken.returncode == 1 and f"--grpc-port {port}: cannot listen" in taken.stderr

@@ -7,7 +7,8 @@ import torch
 
 from psf.models import build_networks
 from psf.models.config import ModelConfig
-from psf.train.augment import geometric, one_hot, shift_latents
+from psf.train.augment import geometric, one_hot
+from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget
 from psf.train.stages import EncodedPairs, StageOptions, train_mapping
 
@@ -41,13 +42,29 @@ def test_server_stage_accepts_latents_only():
     assert log["steps"] == 2 and log["loss"] > 0
 
 
-def test_latent_shift_moves_both_latents_by_the_same_whole_pixels():
-    z_x = torch.arange(2 * 4 * 16 * 16, dtype=torch.float32).reshape(2, 4, 16, 16)
+def test_latent_augmentations_keep_each_pair_consistent():
+    """z_y is a fixed function of z_x here (first 3 channels x 10): every geometric move, and mixing, must
+    keep it so; noise and token dropout touch z_x only."""
+    z_x = torch.arange(4 * 4 * 16 * 16, dtype=torch.float32).reshape(4, 4, 16, 16) / 4096
     z_y = z_x[:, :3] * 10
-    for seed in range(5):
-        sx, sy = shift_latents(z_x, z_y, torch.Generator().manual_seed(seed), crop=8)
+    geometric_moves = LatentAugment.from_names("shift,flip,rot90,mix")
+    for seed in range(6):
+        sx, sy = geometric_moves(z_x, z_y, torch.Generator().manual_seed(seed), crop=8)
         assert sx.shape[-2:] == (8, 8)
         torch.testing.assert_close(sy, sx[:, :3] * 10)
+    noisy = LatentAugment.from_names("token_dropout,noise")
+    nx, ny = noisy(z_x, z_y, torch.Generator().manual_seed(0), crop=16)
+    assert torch.equal(ny, z_y) and not torch.equal(nx, z_x)
+    dropped = (nx.abs() < 0.2).all(1).float().mean()  # a dropped cell is zero (+ noise) in every channel
+    assert 0.03 < dropped < 0.2
+
+
+def test_latent_augment_names_round_trip_and_refuse_unknown():
+    assert LatentAugment.from_names("none").names() == "none"
+    assert LatentAugment().names() == "shift"
+    assert LatentAugment.from_names("flip,shift").names() == "shift,flip"
+    with pytest.raises(Exception, match="unknown latent augmentation"):
+        LatentAugment.from_names("shift,cutmix")
 
 
 def test_geometric_augmentation_keeps_image_and_mask_aligned():

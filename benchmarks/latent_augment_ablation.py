@@ -1,0 +1,86 @@
+"""Ablation of the server's encoded-data augmentations on the demo data.
+
+The client autoencoders of a trained model (default demo/model.pt) are kept fixed: the training slices'
+geometric views are encoded once, exactly as the client would send them, and for every augmentation
+set a fresh mapping net is trained on those latents with the same seed and time budget, then scored on
+the test split (Dice, grey and white matter) and attacked (membership inference, loss threshold: does
+the augmentation also narrow the gap between training and held-out losses?). Only the server stage varies, so differences are the
+augmentations' doing (and the run-to-run noise, which the repeated baseline row shows).
+
+    python benchmarks/latent_augment_ablation.py [demo/model.pt demo/data] [--seconds 150] [--out benchmarks/latent-augment-ablation]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from psf.io.atomic import write_text_atomic
+from psf.models.mapping import MappingNet
+from psf.pipeline.preprocess import DEFAULT_NORMALIZATION
+from psf.privacy.audit import map_losses, encode_split
+from psf.privacy.membership import roc_auc
+from psf.train.augment import augmented_views
+from psf.train.checkpoint import load_checkpoint
+from psf.train.data import load_split
+from psf.train.latent_augment import LatentAugment
+from psf.train.loop import Budget
+from psf.train.run import evaluate
+from psf.train.stages import StageOptions, Views, encode_pairs, train_mapping
+
+VARIANTS = ["none", "shift", "shift,flip", "shift,rot90", "shift,token_dropout", "shift,mix", "shift,noise",
+            "shift,flip,rot90,token_dropout,mix,noise", "shift"]  # "shift" again: the noise floor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", default="demo/model.pt", type=Path)
+    parser.add_argument("data", nargs="?", default="demo/data", type=Path)
+    parser.add_argument("--seconds", type=float, default=150.0, help="mapping-net training budget per variant")
+    parser.add_argument("--views", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/latent-augment-ablation"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    nets, ckpt = load_checkpoint(args.model)
+    labels = tuple(ckpt["labels"])
+    size = nets.config.image_size
+    splits = {s: load_split(args.data, s, size, DEFAULT_NORMALIZATION) for s in ("train", "val", "test")}
+    gen = torch.Generator().manual_seed(0)
+    train = splits["train"]
+    views = Views(*augmented_views(torch.from_numpy(train.images), torch.from_numpy(train.labels), nets.config.num_classes,
+                                   args.views, gen))
+    pairs = encode_pairs(nets, views)
+    encoded = {s: encode_split(nets, splits[s]) for s in ("train", "val", "test")}
+    rows = []
+    for variant in VARIANTS:
+        augment = LatentAugment.from_names(variant)
+        torch.manual_seed(0)
+        nets.mapping = MappingNet(nets.config)
+        started = time.perf_counter()
+        log = train_mapping(nets.mapping, pairs, StageOptions(Budget(seconds=args.seconds), batch_size=32,
+                                                              crop=nets.config.grid // 2, quiet=True),
+                            torch.Generator().manual_seed(0), augment)
+        nets.eval()
+        test = evaluate(nets, splits["test"], labels)
+        losses = {s: map_losses(nets.mapping, e) for s, e in encoded.items()}
+        auc = roc_auc(-losses["train"], -np.concatenate([losses["val"], losses["test"]]))
+        rows.append({"augment": augment.names(), "dice_gm": test["dice"]["grey_matter"], "dice_wm": test["dice"]["white_matter"],
+                     "mean_dice": test["mean_dice"], "membership_auc": round(auc, 4), "steps": log["steps"],
+                     "seconds": round(time.perf_counter() - started, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+    table = ["| server augmentation | Dice GM | Dice WM | mean | membership AUC (loss threshold) | steps |", "|---|---|---|---|---|---|"]
+    table += [f"| {r['augment']} | {r['dice_gm']} | {r['dice_wm']} | {r['mean_dice']} | {r['membership_auc']} | {r['steps']} |" for r in rows]
+    write_text_atomic(args.out.with_suffix(".json"), json.dumps({"model": str(args.model), "seconds_per_variant": args.seconds,
+                                                                 "rows": rows}, indent=2) + "\n")
+    write_text_atomic(args.out.with_suffix(".md"), "\n".join(table) + "\n")
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
