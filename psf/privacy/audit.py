@@ -77,6 +77,7 @@ def run_audit(opts: AuditOptions) -> dict:
     from psf.train.checkpoint import load_checkpoint
     from psf.train.data import load_split
 
+    baseline_metrics = _baseline_metrics(opts.baseline)  # a wrong --baseline fails now, not after the attacks
     if opts.threads:
         torch.set_num_threads(opts.threads)
     torch.manual_seed(opts.seed)
@@ -144,7 +145,7 @@ def run_audit(opts: AuditOptions) -> dict:
 
     # The accuracy side: what privacy costs against a plain U-Net with the same budget.
     report["dice_privacy"] = _mean_dice(ckpt.get("metrics"))
-    report["dice_unet"] = _mean_dice(_baseline_metrics(opts.baseline))
+    report["dice_unet"] = _mean_dice(baseline_metrics)
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["_recon"] = recon  # for the figure; dropped before JSON
     report["_truth"] = test.images.numpy()
