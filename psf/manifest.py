@@ -53,6 +53,9 @@ class Manifest:
     stages: dict[str, StageFile]
     wire_dtype: str = "float16"
     key_id: str | None = None
+    # Lower-precision ONNX copies (psf.export.precision): variant -> stage -> file; how each was made.
+    variants: dict[str, dict[str, StageFile]] = field(default_factory=dict)
+    variant_info: dict = field(default_factory=dict)
     engines: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
     psf_version: str = ""
@@ -63,10 +66,19 @@ class Manifest:
     def num_classes(self) -> int:
         return len(self.labels)
 
-    def path_of(self, stage: str) -> Path:
-        if stage not in self.stages:
-            raise BundleError(f"the bundle at {self.root} has no {stage!r} stage (it has {', '.join(self.stages)})")
-        return Path(self.root or ".") / self.stages[stage].file
+    def stage_file(self, stage: str, variant: str = "fp32") -> StageFile:
+        """The ONNX file of `stage` in `variant` ("fp32": the bundle's own graphs; "fp16", "int8", "int8-cpu")."""
+        if variant != "fp32" and variant not in self.variants:
+            made = ", ".join(self.variants) or "none"
+            raise BundleError(f"the bundle at {self.root} has no {variant} ONNX (it has: {made}); make it with: "
+                              f"psf-export MODEL.pt -o {self.root} --precision fp32,fp16,int8")
+        files = self.stages if variant == "fp32" else self.variants[variant]
+        if stage not in files:
+            raise BundleError(f"the bundle at {self.root} has no {stage!r} stage (it has {', '.join(files)})")
+        return files[stage]
+
+    def path_of(self, stage: str, variant: str = "fp32") -> Path:
+        return Path(self.root or ".") / self.stage_file(stage, variant).file
 
     def latent(self, which: str) -> TensorSpec:
         """"image" (encoder output, sent to the server) or "mask" (map output, sent back)."""
@@ -85,12 +97,13 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict, root: Path | None = None) -> "Manifest":
-        stages = {
-            name: StageFile(s["file"], s["sha256"], [TensorSpec(**t) for t in s["inputs"]], [TensorSpec(**t) for t in s["outputs"]])
-            for name, s in data["stages"].items()
-        }
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("stages", "root")}
-        return cls(stages=stages, root=root, **known)
+        def files(entries: dict) -> dict[str, StageFile]:
+            return {name: StageFile(s["file"], s["sha256"], [TensorSpec(**t) for t in s["inputs"]],
+                                    [TensorSpec(**t) for t in s["outputs"]]) for name, s in entries.items()}
+
+        variants = {name: files(entries) for name, entries in data.get("variants", {}).items()}
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("stages", "variants", "root")}
+        return cls(stages=files(data["stages"]), variants=variants, root=root, **known)
 
     def save(self, folder: Path) -> Path:
         return write_text_atomic(Path(folder) / MANIFEST_NAME, self.to_json() + "\n")
@@ -131,13 +144,14 @@ def load_manifest(path: str | Path) -> Manifest:
         raise BundleError(f"{manifest_path}: missing or malformed field {exc}; re-export the bundle with psf-export") from exc
 
 
-def verify_file(manifest: Manifest, stage: str) -> Path:
-    """The stage's file, after checking that it exists and matches the manifest's sha256."""
-    path = manifest.path_of(stage)
+def verify_file(manifest: Manifest, stage: str, variant: str = "fp32") -> Path:
+    """The stage's file (in `variant`), after checking that it exists and matches the manifest's sha256."""
+    path = manifest.path_of(stage, variant)
     if not path.is_file():
         raise BundleError(f"{path} is missing from the bundle; re-export with: psf-export MODEL.pt -o {manifest.root}")
     actual = sha256_file(path)
-    if actual != manifest.stages[stage].sha256:
+    expected = manifest.stage_file(stage, variant).sha256
+    if actual != expected:
         raise BundleError(f"{path}: sha256 {actual[:12]}... does not match the manifest's "
-                          f"{manifest.stages[stage].sha256[:12]}...; the file was changed or corrupted, re-export the bundle")
+                          f"{expected[:12]}...; the file was changed or corrupted, re-export the bundle")
     return path

@@ -21,3 +21,25 @@ BACKENDS = {
     "ort": "ONNX Runtime on CPU (default)",
     "ort-cuda": "ONNX Runtime with the CUDA execution provider (extra: gpu)",
 }
+
+# Precisions a user asks for, and the ONNX variants that serve them (psf.export.precision makes them).
+# fp32 is the bundle's own graphs; int8 has a TensorRT file (symmetric) and an ONNX Runtime file (uint8).
+PRECISIONS = ("fp32", "fp16", "int8")
+VARIANTS = ("fp16", "int8", "int8-cpu")
+
+
+def variant_for(precision: str, backend: str) -> str:
+    """The ONNX variant `backend` runs for `precision`."""
+    from psf.errors import UsageError
+
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "int8" and backend.startswith("ort"):
+        return "int8-cpu"
+    return precision
+
+
+def variant_file(stage_file: str, variant: str) -> str:
+    """encoder.onnx -> encoder.fp16.onnx / encoder.int8.onnx / encoder.int8-cpu.onnx."""
+    stem = stage_file[: -len(".onnx")] if stage_file.endswith(".onnx") else stage_file
+    return f"{stem}.{variant}.onnx"

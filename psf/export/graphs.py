@@ -1,7 +1,8 @@
 """The four exported graphs, as thin torch modules with the bundle's tensor names and outputs.
 
-The decoder ends in a softmax written out as max/sub/exp/sum/div: ONNX Runtime's Softmax over the
-channel axis of an NCHW tensor transposes internally and cost 2.6 ms of a 9.7 ms pipeline on 2 cores.
+The decoder ends in a softmax written out with per-class slices: ONNX Runtime's Softmax over the
+channel axis of an NCHW tensor transposes internally and cost 2.6 ms of a 9.7 ms pipeline on 2 cores;
+ReduceMax/ReduceSum over that axis cost 0.9 ms at 256x256, elementwise Max/Sum of the class slices 0.6 ms.
 """
 
 from __future__ import annotations
@@ -13,8 +14,16 @@ from psf.models import Networks
 
 
 def channel_softmax(logits: torch.Tensor) -> torch.Tensor:
-    shifted = torch.exp(logits - logits.amax(dim=1, keepdim=True))
-    return shifted / shifted.sum(dim=1, keepdim=True)
+    classes = logits.split(1, dim=1)
+    peak = classes[0]
+    for c in classes[1:]:
+        peak = torch.maximum(peak, c)
+    shifted = torch.exp(logits - peak)
+    parts = shifted.split(1, dim=1)
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return shifted / total
 
 
 class Encoder(nn.Module):

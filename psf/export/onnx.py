@@ -31,11 +31,15 @@ PIPELINE_TOLERANCE = 5e-4
 class ExportResult:
     manifest: Manifest
     parity: dict[str, float]
+    variants: dict[str, dict] = None  # variant -> accuracy against fp32 (psf.export.variants.write_variants)
 
 
-def export_bundle(checkpoint: Path, out: Path, parity_slices: np.ndarray | None = None, quiet: bool = False) -> ExportResult:
+def export_bundle(checkpoint: Path, out: Path, parity_slices: np.ndarray | None = None, quiet: bool = False,
+                  precisions: tuple[str, ...] = ("fp32",), calibration: np.ndarray | None = None,
+                  calibration_source: str = "") -> ExportResult:
     """Write out/{encoder,map,decoder,pipeline}.onnx and out/psf.json; check parity on `parity_slices`
-    ((n, 1, S, S) preprocessed real slices; default: slices of the MNI152 template)."""
+    ((n, 1, S, S) preprocessed real slices; default: slices of the MNI152 template). With fp16/int8 in
+    `precisions`, also write those ONNX variants, int8 calibrated on `calibration` (default: MNI152 slices)."""
     nets, ckpt = load_checkpoint(checkpoint)
     cfg = nets.config
     out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +87,15 @@ def export_bundle(checkpoint: Path, out: Path, parity_slices: np.ndarray | None 
     if parity_slices is None:
         parity_slices = template_slices(cfg.image_size, ckpt["normalization"])
     parity = check_parity(nets, manifest, parity_slices)
-    return ExportResult(manifest=manifest, parity=parity)
+    variants = {}
+    if set(precisions) - {"fp32"}:
+        from psf.export.variants import write_variants
+
+        if calibration is None:
+            calibration = template_slices(cfg.image_size, ckpt["normalization"], count=64, span=(0.15, 0.85))
+            calibration_source = calibration_source or "MNI152 T1 template (nilearn), 64 axial slices"
+        variants = write_variants(manifest, precisions, calibration, calibration_source, parity_slices)
+    return ExportResult(manifest=manifest, parity=parity, variants=variants)
 
 
 def _export_graph(module: torch.nn.Module, sample: torch.Tensor, input_name: str, output_name: str, path: Path) -> None:
@@ -116,15 +128,16 @@ def _finish_onnx(path: Path, metadata: dict[str, str]) -> None:
         onnx.checker.check_model(str(tmp), full_check=True)
 
 
-def template_slices(size: int, normalization: dict, count: int = 8) -> np.ndarray:
-    """`count` axial slices through the brain of the MNI152 T1 template, preprocessed like inference."""
+def template_slices(size: int, normalization: dict, count: int = 8, span: tuple[float, float] = (0.25, 0.75)) -> np.ndarray:
+    """`count` axial slices through the brain of the MNI152 T1 template (between the `span` fractions of
+    its height), preprocessed like inference."""
     from psf.data.mni152 import TEMPLATE_FILES, template_dir
     from psf.io import read_scan
     from psf.pipeline.preprocess import fit_slices, normalize, plan_fit, to_slices
 
     volume = read_scan(template_dir() / TEMPLATE_FILES["t1"]).pixels
     slices = to_slices(normalize(volume, normalization), 2)
-    picks = np.linspace(len(slices) * 0.25, len(slices) * 0.75, count).astype(int)
+    picks = np.linspace(len(slices) * span[0], len(slices) * span[1], count).astype(int)
     return fit_slices(slices[picks], plan_fit(slices.shape[1:], size))
 
 

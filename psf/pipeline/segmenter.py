@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from psf.registry import variant_for
 from psf.manifest import Manifest, verify_file
 from psf.runtime.ort import OrtRunner
 
@@ -25,6 +26,7 @@ class SegmenterOptions:
     mode: str = "local"
     batch_size: int = 16
     threads: int | None = None
+    precision: str = "fp32"  # fp16 / int8: the bundle's ONNX variants (psf.export.precision)
     wire_dtype: str | None = None  # staged mode; None -> the manifest's
     remote: LatentMap | None = None  # split mode: image latents -> mask latents, e.g. a RemoteMap
 
@@ -37,7 +39,10 @@ class Segmenter:
         stages = {"local": ("pipeline",), "staged": ("encoder", "map", "decoder"), "split": ("encoder", "decoder")}[options.mode]
         if (options.mode == "split") != (options.remote is not None):
             raise ValueError("split mode needs a remote map, and only split mode takes one")
-        self.runners = {s: OrtRunner(verify_file(manifest, s), options.backend, options.threads) for s in stages}
+        self.variant = variant_for(options.precision, options.backend)
+        alone = len(stages) == 1  # one session may spin; chained ones must not (psf.runtime.ort)
+        self.runners = {s: OrtRunner(verify_file(manifest, s, self.variant), options.backend, options.threads, spin=alone)
+                        for s in stages}
         self.wire = np.dtype(options.wire_dtype or manifest.wire_dtype)
 
     def __enter__(self) -> "Segmenter":

@@ -1,7 +1,8 @@
 """ONNX Runtime backend: a loader that makes the session and a runner with activate/infer/deactivate.
 
-Sessions run with intra-op spinning off: on 2 cores, chained sessions whose idle threads spin fight
-for the cores (3x slower in ../shared/TOOLCHAIN.md's measurement).
+Chained sessions run with intra-op spinning off: on 2 cores, sessions whose idle threads spin fight
+for the cores (3x slower in ../shared/TOOLCHAIN.md's measurement). A session that runs alone (the fused
+pipeline) spins: its int8 pipeline ran at 2.95 ms per slice spinning and 3.5-4.4 ms not.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ def _ort():
     return onnxruntime
 
 
-def session_from_onnx(path: str | Path, backend: str = "ort", threads: int | None = None):
-    """An InferenceSession for `path` on `backend`'s providers, spinning off, `threads` intra-op threads."""
+def session_from_onnx(path: str | Path, backend: str = "ort", threads: int | None = None, spin: bool = False):
+    """An InferenceSession for `path` on `backend`'s providers, `threads` intra-op threads, spinning if `spin`."""
     ort = _ort()
     if backend not in PROVIDERS:
         raise UsageError(f"unknown ONNX Runtime backend {backend!r}; choose one of {', '.join(PROVIDERS)}")
@@ -33,7 +34,7 @@ def session_from_onnx(path: str | Path, backend: str = "ort", threads: int | Non
     if missing:
         raise MissingDependency(f"ONNX Runtime with {missing[0]}", "gpu")
     options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
@@ -46,13 +47,13 @@ def session_from_onnx(path: str | Path, backend: str = "ort", threads: int | Non
 class OrtRunner:
     """Runs one ONNX graph. Construction is cheap; the session is made on activate()."""
 
-    def __init__(self, path: str | Path, backend: str = "ort", threads: int | None = None):
-        self.path, self.backend, self.threads = Path(path), backend, threads
+    def __init__(self, path: str | Path, backend: str = "ort", threads: int | None = None, spin: bool = False):
+        self.path, self.backend, self.threads, self.spin = Path(path), backend, threads, spin
         self.session = None
 
     def activate(self) -> "OrtRunner":
         if self.session is None:
-            self.session = session_from_onnx(self.path, self.backend, self.threads)
+            self.session = session_from_onnx(self.path, self.backend, self.threads, self.spin)
         return self
 
     def deactivate(self) -> None:
