@@ -26,7 +26,7 @@ $(BIN)/.psf-installed: pyproject.toml
 demo: $(BIN)/.psf-installed
 	$(BIN)/psf data mni152 $(DEMO)/data
 	$(BIN)/psf-train $(DEMO)/data -o $(DEMO)/model.pt --minutes $(DEMO_MINUTES) --threads 2
-	$(BIN)/psf-export $(DEMO)/model.pt -o $(DEMO)/bundle
+	$(BIN)/psf-export $(DEMO)/model.pt -o $(DEMO)/bundle --calibration $(DEMO)/data/train/images
 	$(BIN)/psf-infer --engine $(DEMO)/bundle/map.onnx $(DEMO)/data/test/images -o $(DEMO)/out --overwrite \
 		--report $(DEMO)/out/run.json
 	@$(BIN)/psf score $(DEMO)/out $(DEMO)/data/test/labels --run-report $(DEMO)/out/run.json --prefix demo:

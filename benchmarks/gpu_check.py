@@ -7,7 +7,8 @@ pinned allocations, host->device->device->host copies on one non-default stream 
 byte), graph capture of copies and a kernel (a torch kernel enqueued on our stream), replay with new
 inputs, and the fallback when capture fails.
 Part 2, torch on the GPU, encoder -> map -> decoder (softmax) as one module, at batch 1, 16 and 256:
-eager fp32, eager fp16, CUDA graphs (fp32 and fp16), torch.compile (fp16; and with CUDA graphs).
+eager fp32, eager fp16, CUDA graphs (fp32, fp16, fp16 channels-last), torch.compile (fp16; and with
+CUDA graphs).
 Latency = device time from the input already on the GPU to the probabilities on the GPU, CUDA events
 around each call, p50/p99 over many calls; graphs include the copy into their static input. With
 --slices (images + labels of real test slices), also the Dice of fp32 and fp16 against the labels.
@@ -179,6 +180,7 @@ def torch_path(checkpoint: Path, deadline: float) -> dict:
     pipe, _ = load_pipeline(checkpoint)
     fp32 = pipe.cuda()
     fp16 = load_pipeline(checkpoint)[0].cuda().half()
+    fp16_nhwc = load_pipeline(checkpoint)[0].cuda().half().to(memory_format=torch.channels_last)
     rows = []
     for batch in BATCHES:
         iters = 300 if batch < 256 else 60
@@ -190,6 +192,8 @@ def torch_path(checkpoint: Path, deadline: float) -> dict:
                 "eager fp16": (fp16, x16),
                 "cuda graph fp32": (graphed(fp32, x32), x32),
                 "cuda graph fp16": (graphed(fp16, x16), x16),
+                "cuda graph fp16 channels_last": (graphed(fp16_nhwc, x16.contiguous(memory_format=torch.channels_last)),
+                                                  x16.contiguous(memory_format=torch.channels_last)),
             }
             for name, (fn, x) in variants.items():
                 rows.append({"variant": name, "batch": batch, **time_device(fn, x, iters)})
@@ -215,15 +219,18 @@ def torch_path(checkpoint: Path, deadline: float) -> dict:
 
 
 def _targets(rows: list[dict]) -> dict:
-    def p50(variant, batch):
-        return next((r["p50_ms"] for r in rows if r["variant"] == variant and r["batch"] == batch and "p50_ms" in r), None)
-
-    graph1, eager1 = p50("cuda graph fp16", 1), p50("eager fp32", 1)
-    best256 = max((r.get("slices_per_s", 0) for r in rows if r["batch"] == 256), default=0)
+    """The issue's targets, from the best fp16 variant with CUDA graphs (named) against eager fp32."""
+    graphed_fp16 = ("cuda graph fp16", "cuda graph fp16 channels_last", "torch.compile fp16 (reduce-overhead)")
+    batch1 = [r for r in rows if r["batch"] == 1 and r["variant"] in graphed_fp16 and "p50_ms" in r]
+    best = min(batch1, key=lambda r: r["p50_ms"], default=None)
+    eager = next((r["p50_ms"] for r in rows if r["variant"] == "eager fp32" and r["batch"] == 1), None)
+    best256 = max((r for r in rows if r["batch"] == 256 and "slices_per_s" in r), key=lambda r: r["slices_per_s"], default=None)
     return {
-        "batch1_graph_fp16_ms": graph1, "batch1_target_ms": 0.3, "batch1_met": graph1 is not None and graph1 <= 0.3,
-        "speedup_vs_eager_fp32": round(eager1 / graph1, 2) if graph1 and eager1 else None, "speedup_target": 3.0,
-        "batch256_best_slices_per_s": best256, "batch256_target": 20000, "batch256_met": best256 >= 20000,
+        "batch1_best_graph_fp16": best and {"variant": best["variant"], "p50_ms": best["p50_ms"], "p99_ms": best["p99_ms"]},
+        "batch1_target_ms": 0.3, "batch1_met": bool(best and best["p50_ms"] <= 0.3),
+        "speedup_vs_eager_fp32": round(eager / best["p50_ms"], 2) if best and eager else None, "speedup_target": 3.0,
+        "batch256_best": best256 and {"variant": best256["variant"], "slices_per_s": best256["slices_per_s"]},
+        "batch256_target": 20000, "batch256_met": bool(best256 and best256["slices_per_s"] >= 20000),
     }
 
 

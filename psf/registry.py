@@ -20,6 +20,7 @@ SUFFIX_BACKEND = {
 BACKENDS = {
     "ort": "ONNX Runtime on CPU (default)",
     "ort-cuda": "ONNX Runtime with the CUDA execution provider (extra: gpu)",
+    "trt": "TensorRT engines from psf-build (extra: trt; an NVIDIA GPU or Jetson)",
 }
 
 # Precisions a user asks for, and the ONNX variants that serve them (psf.export.precision makes them).

@@ -53,11 +53,15 @@ def tiny_model(mni_data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tiny_model) -> Path:
+def tiny_bundle(tiny_model, mni_data) -> Path:
+    """The tiny model's bundle with every precision: fp32, fp16 and both int8 files (calibrated on train images)."""
+    from psf.export.calibration import calibration_slices
     from psf.export.onnx import export_bundle
+    from psf.pipeline.preprocess import DEFAULT_NORMALIZATION
 
     out = tiny_model.parent / "bundle"
-    export_bundle(tiny_model, out)
+    calib = calibration_slices(mni_data / "train" / "images", 256, DEFAULT_NORMALIZATION, 32)
+    export_bundle(tiny_model, out, precisions=("fp32", "fp16", "int8"), calibration=calib, calibration_source="train images")
     return out
 
 

@@ -10,7 +10,9 @@ def test_inference_path_does_not_import_torch():
     code = (
         "import sys; import psf.runtime, psf.runtime.ort, psf.io, psf.cli.infer, psf.cli.main, psf.pipeline.scan, "
         "psf.pipeline.segmenter, psf.manifest, psf.serve.client, psf.serve.server, psf.serve.schema, psf.serve.launch, "
-        "psf.serve.repository, psf.cli.serve, psf.bench.load; print('torch' in sys.modules)"
+        "psf.serve.repository, psf.cli.serve, psf.bench.load, psf.runtime.trt, psf.runtime.cuda, psf.cli.build, "
+        "psf.export.trt_build, psf.export.trt_verify, psf.export.precision, psf.export.variants, psf.export.calibration, "
+        "psf.bench.jetson, psf.bench.run; print('torch' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

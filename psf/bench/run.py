@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from psf import __version__
-from psf.bench.stages import STAGE_ORDER, ort_calls, sample_inputs, torch_calls
+from psf.bench.jetson import PowerSampler
+from psf.bench.stages import STAGE_ORDER, ort_calls, sample_inputs, torch_calls, trt_calls
 from psf.bench.timing import peak_rss_mib, time_calls
 from psf.manifest import Manifest
 
@@ -26,6 +27,7 @@ class BenchOptions:
     checkpoint: Path | None = None
     peak_gflops: float = DEFAULT_PEAK_GFLOPS
     scan: Path | None = None  # also time psf-infer's whole path on this scan
+    precision: str = "fp32"  # ONNX variant / engines for ort and trt; torch runs the checkpoint in fp32
 
 
 def stage_flops(manifest: Manifest) -> dict[str, int] | None:
@@ -44,11 +46,17 @@ def run_bench(manifest: Manifest, opts: BenchOptions, on_result=None) -> dict:
             inputs = sample_inputs(manifest, batch)
             if backend == "torch":
                 calls = torch_calls(_checkpoint(manifest, opts), inputs, opts.threads)
+            elif backend in ("trt", "trt-nograph"):  # with and without CUDA graph replay
+                calls = trt_calls(manifest, inputs, opts.precision, graphs=backend == "trt")
             else:
-                calls = ort_calls(manifest, inputs, opts.threads, backend)
+                calls = ort_calls(manifest, inputs, opts.threads, backend, opts.precision)
             for stage in STAGE_ORDER:
-                row = {"backend": backend, "batch": batch, "stage": stage,
-                       **time_calls(calls[stage], opts.warmup, opts.iters)}
+                precision = "fp32" if backend == "torch" else opts.precision
+                with PowerSampler() as power:  # Jetson only: power and GPU clock while the stage runs
+                    timing = time_calls(calls[stage], opts.warmup, opts.iters)
+                row = {"backend": backend, "precision": precision, "batch": batch, "stage": stage, **timing}
+                if power.result():
+                    row["power"] = power.result()
                 row["slices_per_s"] = round(batch * 1000 / row["p50"], 1)
                 results.append(row)
                 if on_result:
@@ -109,9 +117,12 @@ def _checkpoint(manifest: Manifest, opts: BenchOptions) -> Path:
 
 def markdown(report: dict) -> str:
     """The report as Markdown: one latency table, then payload, FLOPs and memory."""
-    lines = ["| backend | batch | stage | p50 ms | p95 ms | slices/s |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| backend | precision | batch | stage | p50 ms | p99 ms | slices/s | power W |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in report["results"]:
-        lines.append(f"| {r['backend']} | {r['batch']} | {r['stage']} | {r['p50']:.2f} | {r['p95']:.2f} | {r['slices_per_s']:.0f} |")
+        power = f"{r['power']['power_w']:.1f}" if r.get("power") else "-"
+        lines.append(f"| {r['backend']} | {r.get('precision', 'fp32')} | {r['batch']} | {r['stage']} | {r['p50']:.2f} | "
+                     f"{r.get('p99', r['p95']):.2f} | {r['slices_per_s']:.0f} | {power} |")
     pay = report["payload_bytes_per_slice"]
     lines += ["", f"Payload per slice (up / down): float16 {pay['float16']['up']} / {pay['float16']['down']} B, "
               f"float32 {pay['float32']['up']} / {pay['float32']['down']} B; the 8-bit image is {report['image_bytes_8bit']} B."]

@@ -24,11 +24,15 @@ def sample_inputs(manifest: Manifest, batch: int, seed: int = 0) -> dict[str, np
     }
 
 
-def ort_calls(manifest: Manifest, inputs: dict[str, np.ndarray], threads: int | None, backend: str = "ort") -> dict[str, Callable]:
+def ort_calls(manifest: Manifest, inputs: dict[str, np.ndarray], threads: int | None, backend: str = "ort",
+              precision: str = "fp32") -> dict[str, Callable]:
     """Stage -> zero-argument callable on ONNX Runtime. end_to_end chains the three stage sessions."""
+    from psf.registry import variant_for
     from psf.runtime.ort import OrtRunner
 
-    runners = {s: OrtRunner(verify_file(manifest, s), backend, threads).activate() for s in ("encoder", "map", "decoder", "pipeline")}
+    variant = variant_for(precision, backend)
+    runners = {s: OrtRunner(verify_file(manifest, s, variant), backend, threads, spin=s == "pipeline").activate()
+               for s in ("encoder", "map", "decoder", "pipeline")}
 
     def run(stage: str, feed: np.ndarray) -> np.ndarray:
         spec = manifest.stages[stage]
@@ -41,6 +45,18 @@ def ort_calls(manifest: Manifest, inputs: dict[str, np.ndarray], threads: int | 
         "end_to_end": lambda: run("decoder", run("map", run("encoder", inputs["image"]))),
         "pipeline": lambda: run("pipeline", inputs["image"]),
     }
+
+
+def trt_calls(manifest: Manifest, inputs: dict[str, np.ndarray], precision: str, graphs: bool) -> dict[str, Callable]:
+    """Stage -> callable on TensorRT engines (host in, host out, one stream). end_to_end chains the three
+    stage engines on the device; pipeline is the fused engine (or the same chain if none was built)."""
+    from psf.runtime.trt import CHAIN, TrtRunner
+
+    runners = {s: TrtRunner(manifest, (s,), precision, graphs=graphs).activate() for s in CHAIN}
+    runners["end_to_end"] = TrtRunner(manifest, CHAIN, precision, graphs=graphs).activate()
+    runners["pipeline"] = TrtRunner(manifest, ("pipeline",), precision, graphs=graphs).activate()
+    feeds = {"encoder": "image", "map": "z_image", "decoder": "z_mask", "end_to_end": "image", "pipeline": "image"}
+    return {stage: (lambda r=runner, x=inputs[feeds[stage]]: r.infer({"input": x})) for stage, runner in runners.items()}
 
 
 def torch_calls(checkpoint: Path, inputs: dict[str, np.ndarray], threads: int | None) -> dict[str, Callable]:

@@ -9,7 +9,7 @@ import numpy as np
 
 
 def time_calls(call: Callable[[], object], warmup: int, iters: int, max_seconds: float = 20.0) -> dict:
-    """p50/p95/mean latency (ms) of `call`, at most `iters` timed calls and about `max_seconds`."""
+    """p50/p95/p99/mean latency (ms) of `call`, at most `iters` timed calls and about `max_seconds`."""
     for _ in range(warmup):
         call()
     samples = []
@@ -20,6 +20,7 @@ def time_calls(call: Callable[[], object], warmup: int, iters: int, max_seconds:
         samples.append(time.perf_counter() - t0)
     ms = np.array(samples) * 1000
     return {"p50": round(float(np.percentile(ms, 50)), 3), "p95": round(float(np.percentile(ms, 95)), 3),
+            "p99": round(float(np.percentile(ms, 99)), 3),
             "mean": round(float(ms.mean()), 3), "n": len(samples)}
 
 

@@ -10,10 +10,13 @@ import typer
 
 from psf.cli.common import DebugOpt, QuietOpt, reports_errors
 
+BENCH_BACKENDS = ("ort", "ort-cuda", "trt", "trt-nograph", "torch")
+
 
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder or any file in it.")],
-    backends: Annotated[str, typer.Option(help="Comma-separated: ort, ort-cuda, torch (torch needs the checkpoint).")] = "ort,torch",
+    backends: Annotated[str, typer.Option(help="Comma-separated: ort, ort-cuda, trt (CUDA graphs), trt-nograph, torch (needs the checkpoint).")] = "ort,torch",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8: the ONNX variant (ort) or engines (trt) to time.")] = "fp32",
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,16",
     threads: Annotated[int, typer.Option(help="CPU threads for every backend.")] = 2,
     iters: Annotated[int, typer.Option(help="Timed calls per stage (capped at ~20 s each).")] = 50,
@@ -38,8 +41,8 @@ def bench(
         reports_errors(_load)(bundle, server, clients, slices, request_slices, wire, end_to_end, threads, json_out,
                               markdown_out, debug=debug)
         return
-    reports_errors(_bench)(bundle, backends, batch_sizes, threads, iters, warmup, checkpoint, peak_gflops, scan, json_out,
-                           markdown_out, quiet, debug=debug)
+    reports_errors(_bench)(bundle, backends, precision, batch_sizes, threads, iters, warmup, checkpoint, peak_gflops, scan,
+                           json_out, markdown_out, quiet, debug=debug)
 
 
 def _load(bundle, server, clients, slices, request_slices, wire, end_to_end, threads, json_out, markdown_out):
@@ -57,28 +60,31 @@ def _load(bundle, server, clients, slices, request_slices, wire, end_to_end, thr
     _publish(report, table, json_out, markdown_out)
 
 
-def _bench(bundle, backends, batch_sizes, threads, iters, warmup, checkpoint, peak_gflops, scan, json_out, markdown_out,
+def _bench(bundle, backends, precision, batch_sizes, threads, iters, warmup, checkpoint, peak_gflops, scan, json_out, markdown_out,
            quiet):
     from psf.bench.run import BenchOptions, markdown, run_bench
     from psf.errors import UsageError
     from psf.manifest import load_manifest
     from psf.progress import stderr
+    from psf.registry import PRECISIONS
 
     try:
         sizes = tuple(int(b) for b in batch_sizes.split(","))
     except ValueError:
         raise UsageError(f"--batch-sizes {batch_sizes!r}: expected integers like 1,16") from None
     chosen = tuple(b.strip() for b in backends.split(",") if b.strip())
-    unknown = [b for b in chosen if b not in ("ort", "ort-cuda", "torch")]
+    unknown = [b for b in chosen if b not in BENCH_BACKENDS]
     if unknown or any(s < 1 for s in sizes):
-        raise UsageError(f"--backends {backends!r} / --batch-sizes {batch_sizes!r}: use ort, ort-cuda, torch and sizes >= 1")
+        raise UsageError(f"--backends {backends!r} / --batch-sizes {batch_sizes!r}: use {', '.join(BENCH_BACKENDS)} and sizes >= 1")
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     opts = BenchOptions(backends=chosen, batch_sizes=sizes, threads=threads, warmup=warmup, iters=iters,
-                        checkpoint=checkpoint, peak_gflops=peak_gflops, scan=scan)
+                        checkpoint=checkpoint, peak_gflops=peak_gflops, scan=scan, precision=precision)
 
     def show(row):
         if not quiet:
-            stderr.print(f"{row['backend']:6s} batch {row['batch']:3d} {row['stage']:10s} p50 {row['p50']:8.2f} ms  "
-                         f"p95 {row['p95']:8.2f} ms", highlight=False)
+            stderr.print(f"{row['backend']:6s} {row['precision']} batch {row['batch']:3d} {row['stage']:10s} "
+                         f"p50 {row['p50']:8.2f} ms  p99 {row['p99']:8.2f} ms", highlight=False)
 
     report = run_bench(load_manifest(bundle), opts, on_result=show)
     table = markdown(report)

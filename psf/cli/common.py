@@ -7,6 +7,7 @@ import os
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from psf.errors import PsfError
 from psf.progress import stderr
@@ -25,7 +26,7 @@ def reports_errors(command):
         except PsfError as exc:
             if debug or os.environ.get("PSF_DEBUG"):
                 raise
-            stderr.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+            stderr.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(1) from None
         except ModuleNotFoundError as exc:
             if debug or os.environ.get("PSF_DEBUG"):

@@ -11,7 +11,7 @@ import typer
 from psf.cli.common import DebugOpt, QuietOpt, reports_errors
 from psf.io.scan import ReadOptions
 from psf.pipeline.batch import BatchOptions, OutputOptions, run_batch, summary_line
-from psf.registry import BACKENDS, SUFFIX_BACKEND
+from psf.registry import BACKENDS, PRECISIONS, SUFFIX_BACKEND
 
 
 def infer(
@@ -19,6 +19,7 @@ def infer(
     engine: Annotated[Path, typer.Option("--engine", "-e", help="Any file of a bundle (e.g. bundle/map.onnx) or the bundle folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the masks; mirrors the input folders.")] = Path("masks"),
     backend: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(BACKENDS)} (default: from the engine's suffix).")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8: which of the bundle's ONNX graphs or engines to run (default: the --engine file's, else fp32 on ONNX Runtime and fp16 on TensorRT).")] = None,
     mode: Annotated[Optional[str], typer.Option(help="local: one fused graph. staged: encoder, map, decoder with latents rounded to the wire dtype. split: map on --server (implied by --server).")] = None,
     server: Annotated[Optional[str], typer.Option(help="Map on this psf-serve/Triton server: grpc://HOST:PORT, grpcs://HOST:PORT or http://HOST:PORT. Only encoded latents are sent.")] = None,
     wire: Annotated[str, typer.Option(help="Latent dtype on the wire with --server: fp16 (57 KB/slice both ways) or fp32.")] = "fp16",
@@ -44,7 +45,7 @@ def infer(
     """Segment scans with a Privacy-SF bundle; a bad file is reported and the rest still run."""
     remote = dict(server=server, wire=wire, ca=ca, cert=cert, key=key, timeout=timeout, retries=retries,
                   inflight=inflight, request_slices=request_slices, model_name=model_name)
-    reports_errors(_infer)(inputs, engine, out, backend, mode, batch_size, threads, axis, volume_index, overwrite,
+    reports_errors(_infer)(inputs, engine, out, backend, precision, mode, batch_size, threads, axis, volume_index, overwrite,
                            OutputOptions(overlay, dicom_seg), report, quiet, debug, remote, debug=debug)
 
 
@@ -63,7 +64,21 @@ def _remote_map(manifest, server: str, wire: str, ca, cert, key, timeout, retrie
     return RemoteMap(server, schema, options).connect()
 
 
-def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, volume_index, overwrite, outputs, report,
+def file_precision(manifest, engine: Path) -> str | None:
+    """The precision of the file --engine names: an engine recorded in the manifest, or an ONNX variant."""
+    from psf.runtime.trt import engine_precision
+
+    if engine.is_dir():
+        return None
+    if engine.suffix in (".plan", ".engine"):
+        return engine_precision(manifest, engine.name)
+    for variant, files in manifest.variants.items():
+        if any(f.file == engine.name for f in files.values()):
+            return "int8" if variant.startswith("int8") else variant
+    return None
+
+
+def _infer(inputs, engine, out, backend, precision, mode, batch_size, threads, axis, volume_index, overwrite, outputs, report,
            quiet, debug, remote) -> None:
     from psf.errors import UsageError
     from psf.manifest import load_manifest
@@ -80,10 +95,14 @@ def _infer(inputs, engine, out, backend, mode, batch_size, threads, axis, volume
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     manifest = load_manifest(engine)
+    precision = precision or file_precision(manifest, engine) or ("fp16" if backend == "trt" else "fp32")
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     mapper = _remote_map(manifest, **remote) if remote["server"] else None
     if mapper is not None:  # hand the client whole windows of requests, so `--inflight` of them can be in flight
         batch_size = max(batch_size, remote["request_slices"] * remote["inflight"])
-    options = SegmenterOptions(backend=backend, mode=mode, batch_size=batch_size, threads=threads, remote=mapper)
+    options = SegmenterOptions(backend=backend, mode=mode, batch_size=batch_size, threads=threads, precision=precision,
+                               remote=mapper)
     try:
         with Segmenter(manifest, options) as segmenter:
             batch = BatchOptions(out=out, axis=axis, overwrite=overwrite, quiet=quiet, debug=debug,

@@ -9,13 +9,14 @@ from __future__ import annotations
 import typer
 
 from psf import __version__
-from psf.cli import audit, bench, data, export, infer, score, serve, train
+from psf.cli import audit, bench, build, data, export, infer, score, serve, train
 
 app = typer.Typer(name="psf", help=f"privacy-sf {__version__}: privacy-preserving segmentation (Privacy-SF).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.command("export")(export.export)
+app.command("build")(build.build)
 app.command("infer")(infer.infer)
 app.command("bench")(bench.bench)
 app.command("score")(score.score)
@@ -36,6 +37,10 @@ def train_entry() -> None:
 
 def export_entry() -> None:
     _single(export.export)
+
+
+def build_entry() -> None:
+    _single(build.build)
 
 
 def infer_entry() -> None:

@@ -1,4 +1,4 @@
-"""Real slices for int8 calibration: scans from a folder, preprocessed exactly as psf-infer does."""
+"""Real slices for int8 calibration and checks: scans from a folder or the MNI152 template, preprocessed as psf-infer does."""
 
 from __future__ import annotations
 
@@ -36,3 +36,15 @@ def calibration_slices(folder: Path, size: int, normalization: dict, count: int,
     stack = np.concatenate(pool)
     picks = np.sort(np.random.default_rng(seed).choice(len(stack), min(count, len(stack)), replace=False))
     return stack[picks].astype(np.float32)
+
+
+def template_slices(size: int, normalization: dict, count: int = 8, span: tuple[float, float] = (0.25, 0.75)) -> np.ndarray:
+    """`count` axial slices through the brain of the MNI152 T1 template (between the `span` fractions of
+    its height), preprocessed like inference."""
+    from psf.data.mni152 import TEMPLATE_FILES, template_dir
+    from psf.io import read_scan
+
+    volume = read_scan(template_dir() / TEMPLATE_FILES["t1"]).pixels
+    slices = to_slices(normalize(volume, normalization), 2)
+    picks = np.linspace(len(slices) * span[0], len(slices) * span[1], count).astype(int)
+    return fit_slices(slices[picks], plan_fit(slices.shape[1:], size))

@@ -13,6 +13,7 @@ import torch
 
 from psf import __version__
 from psf.errors import PsfError
+from psf.export.calibration import template_slices
 from psf.export.graphs import GRAPHS
 from psf.io.atomic import atomic_path
 from psf.manifest import Manifest, StageFile, TensorSpec, sha256_file
@@ -126,19 +127,6 @@ def _finish_onnx(path: Path, metadata: dict[str, str]) -> None:
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
-
-
-def template_slices(size: int, normalization: dict, count: int = 8, span: tuple[float, float] = (0.25, 0.75)) -> np.ndarray:
-    """`count` axial slices through the brain of the MNI152 T1 template (between the `span` fractions of
-    its height), preprocessed like inference."""
-    from psf.data.mni152 import TEMPLATE_FILES, template_dir
-    from psf.io import read_scan
-    from psf.pipeline.preprocess import fit_slices, normalize, plan_fit, to_slices
-
-    volume = read_scan(template_dir() / TEMPLATE_FILES["t1"]).pixels
-    slices = to_slices(normalize(volume, normalization), 2)
-    picks = np.linspace(len(slices) * span[0], len(slices) * span[1], count).astype(int)
-    return fit_slices(slices[picks], plan_fit(slices.shape[1:], size))
 
 
 def check_parity(nets, manifest: Manifest, images: np.ndarray) -> dict[str, float]:

@@ -3,6 +3,8 @@
 Staged mode runs what a split deployment runs (encode, map, decode) in one process, with the latents
 rounded to the wire dtype in between, so the wire format's accuracy cost is measured without a server.
 Split mode is the deployment itself: encode and decode here, map on a server (psf.serve.client).
+Backends: ONNX Runtime (any precision's ONNX) or TensorRT engines (psf.runtime.trt; local mode chains
+the three stage engines on the GPU when no fused pipeline engine was built).
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ class SegmenterOptions:
     remote: LatentMap | None = None  # split mode: image latents -> mask latents, e.g. a RemoteMap
 
 
+def open_runner(manifest: Manifest, stage: str, options: SegmenterOptions, alone: bool):
+    """The runner of one stage on the chosen backend (made lazily: activate() loads it)."""
+    if options.backend == "trt":
+        from psf.runtime.trt import TrtRunner
+
+        return TrtRunner(manifest, (stage,), options.precision)
+    variant = variant_for(options.precision, options.backend)
+    # A session alone may spin its idle threads; chained ones must not (psf.runtime.ort).
+    return OrtRunner(verify_file(manifest, stage, variant), options.backend, options.threads, spin=alone)
+
+
 class Segmenter:
     """Runs the bundle's graphs on (n, 1, S, S) float32 batches. Use as a context manager."""
 
@@ -39,10 +52,7 @@ class Segmenter:
         stages = {"local": ("pipeline",), "staged": ("encoder", "map", "decoder"), "split": ("encoder", "decoder")}[options.mode]
         if (options.mode == "split") != (options.remote is not None):
             raise ValueError("split mode needs a remote map, and only split mode takes one")
-        self.variant = variant_for(options.precision, options.backend)
-        alone = len(stages) == 1  # one session may spin; chained ones must not (psf.runtime.ort)
-        self.runners = {s: OrtRunner(verify_file(manifest, s, self.variant), options.backend, options.threads, spin=alone)
-                        for s in stages}
+        self.runners = {s: open_runner(manifest, s, options, alone=len(stages) == 1) for s in stages}
         self.wire = np.dtype(options.wire_dtype or manifest.wire_dtype)
 
     def __enter__(self) -> "Segmenter":

@@ -24,7 +24,8 @@ def test_bench_reports_latency_payload_flops_memory(tiny_bundle, tiny_model, mni
     assert report["payload_bytes_per_slice"]["float16"]["up"] == 32768
     assert report["flops"]["pipeline"] > report["flops"]["map"] > 0
     assert report["peak_rss_mib"] > 0
-    assert "| ort | 1 | pipeline |" in result.stdout
+    assert "| ort | fp32 | 1 | pipeline |" in result.stdout
+    assert all(r["p99"] >= r["p50"] for r in report["results"])
     breakdown = report["scan_breakdown"]
     assert breakdown["slices"] > 0 and 0 < breakdown["not_model_share"] < 1
     assert set(breakdown["parts"]) == {"read_write", "preprocess", "model", "postprocess"}

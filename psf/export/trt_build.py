@@ -1,0 +1,223 @@
+"""psf-build's job: a bundle's ONNX graphs -> TensorRT engines (.plan), recorded in the manifest.
+
+Precision comes from the ONNX file, the TensorRT 10/11 way: the network is strongly typed (TensorRT 11
+has nothing else), fp16 is built from the fp16 ONNX and int8 from the symmetric Q/DQ ONNX that psf-export
+wrote; no FP16/INT8 builder flags, no calibrator. Everything up to `build_engine` is plain data and is
+tested without a GPU; `build_engine` makes the few TensorRT calls, in the order TensorRT's samples do.
+No torch here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from psf.errors import BundleError, MissingDependency, PsfError, UsageError
+from psf.manifest import Manifest, sha256_file
+from psf.registry import PRECISIONS
+
+BUILD_STAGES = ("encoder", "map", "decoder", "pipeline")
+MAX_BATCH = 1024  # the exported graphs' batch dimension range
+
+
+class BuildError(PsfError):
+    """TensorRT could not parse or build a graph; the message carries TensorRT's own errors."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    precision: str = "fp16"
+    batch: tuple[int, int, int] = (1, 16, 64)  # optimization profile: min, opt, max
+    stages: tuple[str, ...] = BUILD_STAGES
+    dla_core: int | None = None
+    workspace_mib: int = 2048
+    timing_cache: Path | None = None
+    version_compatible: bool = False
+
+    def check(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        unknown = [s for s in self.stages if s not in BUILD_STAGES]
+        if unknown or not self.stages:
+            raise UsageError(f"--stages {','.join(self.stages)!r}; choose from {', '.join(BUILD_STAGES)}")
+        if self.workspace_mib < 16:
+            raise UsageError(f"--workspace {self.workspace_mib} MiB is too small; give at least 16")
+        if self.dla_core is not None:
+            if self.dla_core < 0:
+                raise UsageError(f"--dla {self.dla_core}: DLA cores are numbered from 0 (AGX Orin has 0 and 1)")
+            if self.precision == "fp32":
+                raise UsageError("--dla runs fp16 or int8 only; add --precision fp16 (or int8)")
+            if len(set(self.batch)) != 1:
+                raise UsageError(f"--dla needs fixed shapes; give one batch size, e.g. --batch {self.batch[1]} "
+                                 f"(got {':'.join(map(str, self.batch))})")
+
+
+def parse_batch(text: str) -> tuple[int, int, int]:
+    """'1:16:64' -> (1, 16, 64); '8' -> (8, 8, 8) (a fixed shape, as DLA and CUDA graphs like)."""
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or not 1 <= parts[0] <= parts[1] <= parts[2] <= MAX_BATCH:
+        raise UsageError(f"--batch {text!r}: give MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX <= {MAX_BATCH}, or one size")
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """One engine to build: which ONNX (and its hash), which file to write, the input's profile."""
+
+    stage: str
+    onnx: Path
+    onnx_sha256: str
+    engine: Path
+    input_name: str
+    profile: dict[str, list[int]] = field(default_factory=dict)  # min / opt / max full shapes
+
+
+def engine_file(stage: str, precision: str) -> str:
+    """map -> map.fp16.plan: one engine per stage and precision, side by side in the bundle."""
+    return f"{stage}.{precision}.plan"
+
+
+def plan_builds(manifest: Manifest, options: BuildOptions) -> list[BuildJob]:
+    """The engines `options` asks for, each from the ONNX variant of its precision (checked to exist)."""
+    options.check()
+    variant = options.precision  # TensorRT takes the symmetric int8 file, never int8-cpu
+    jobs = []
+    for stage in options.stages:
+        source = manifest.stage_file(stage, variant)  # BundleError with the psf-export command if missing
+        path = Path(manifest.root) / source.file
+        if not path.is_file():
+            raise BundleError(f"{path} is missing; re-export with: psf-export MODEL.pt -o {manifest.root}")
+        actual = sha256_file(path)
+        if actual != source.sha256:
+            raise BundleError(f"{path}: sha256 {actual[:12]}... does not match the manifest; re-export the bundle")
+        item = [int(d) for d in source.inputs[0].shape[1:]]
+        profile = {name: [n, *item] for name, n in zip(("min", "opt", "max"), options.batch)}
+        jobs.append(BuildJob(stage, path, actual, Path(manifest.root) / engine_file(stage, options.precision),
+                             source.inputs[0].name, profile))
+    return jobs
+
+
+def rebuild_command(root: Path | str, stage: str, entry: dict) -> str:
+    """The exact psf-build call that remakes an engine recorded in the manifest."""
+    parts = ["psf-build", str(root), "--precision", entry["precision"], "--stages", stage,
+             "--batch", ":".join(str(b) for b in entry["batch"])]
+    if entry.get("dla_core") is not None:
+        parts += ["--dla", str(entry["dla_core"])]
+    if entry.get("version_compatible"):
+        parts.append("--version-compatible")
+    return " ".join(parts)
+
+
+def _trt():
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise MissingDependency("TensorRT (Python bindings; on Jetson: apt install python3-libnvinfer)", "trt") from exc
+    return tensorrt
+
+
+def network_flags(trt) -> int:
+    """Strongly typed on TensorRT 10 (a flag); TensorRT 11 builds nothing else and dropped the flag."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    major = int(trt.__version__.split(".")[0])
+    return 1 << int(flag) if flag is not None and major < 11 else 0
+
+
+class Builder:
+    """One TensorRT builder (and timing cache) for all engines of a psf-build run."""
+
+    def __init__(self, options: BuildOptions):
+        self.trt = _trt()
+        self.options = options
+        self.logger = self.trt.Logger(self.trt.Logger.WARNING)
+        self.builder = self.trt.Builder(self.logger)
+        self._cache = None
+
+    def build(self, job: BuildJob) -> bytes:
+        trt, options = self.trt, self.options
+        network = self.builder.create_network(network_flags(trt))
+        parser = trt.OnnxParser(network, self.logger)
+        if not parser.parse(job.onnx.read_bytes()):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise BuildError(f"{job.onnx}: TensorRT {trt.__version__} cannot parse it: {errors}")
+        config = self.builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+        profile = self.builder.create_optimization_profile()
+        profile.set_shape(job.input_name, job.profile["min"], job.profile["opt"], job.profile["max"])
+        config.add_optimization_profile(profile)
+        config.set_timing_cache(self._timing_cache(config), False)
+        if options.version_compatible:
+            config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        if options.dla_core is not None:
+            config.default_device_type = trt.DeviceType.DLA
+            config.DLA_core = options.dla_core
+            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        plan = self.builder.build_serialized_network(network, config)
+        if plan is None:
+            raise BuildError(f"{job.onnx}: TensorRT {trt.__version__} failed to build the {job.stage} engine "
+                             "(its log above says why); try a larger --workspace or another --batch")
+        self._cache = config.get_timing_cache()
+        return bytes(plan)
+
+    def _timing_cache(self, config):
+        if self._cache is None:
+            path = self.options.timing_cache
+            seed = path.read_bytes() if path is not None and path.is_file() else b""
+            self._cache = config.create_timing_cache(seed)
+        return self._cache
+
+    def save_timing_cache(self) -> None:
+        if self.options.timing_cache is not None and self._cache is not None:
+            from psf.io.atomic import write_bytes_atomic
+
+            write_bytes_atomic(self.options.timing_cache, bytes(self._cache.serialize()))
+
+
+def engine_entry(job: BuildJob, options: BuildOptions, plan_path: Path, device: dict, tensorrt_version: str) -> dict:
+    """What the manifest records of an engine: enough to refuse a mismatch and to say how to rebuild."""
+    return {
+        "file": plan_path.name,
+        "sha256": sha256_file(plan_path),
+        "onnx": job.onnx.name,
+        "onnx_sha256": job.onnx_sha256,
+        "precision": options.precision,
+        "batch": list(options.batch),
+        "tensorrt": tensorrt_version,
+        "gpu": device["name"],
+        "compute_capability": device["compute_capability"],
+        "dla_core": options.dla_core,
+        "version_compatible": options.version_compatible,
+        "io_dtype": "float32",
+        "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def build_bundle(manifest: Manifest, options: BuildOptions, on_built=None) -> list[dict]:
+    """Build every engine `options` asks for, write each atomically, record it in the manifest (saved)."""
+    from psf.io.atomic import write_bytes_atomic
+    from psf.runtime.cuda import cuda_api
+
+    jobs = plan_builds(manifest, options)
+    builder = Builder(options)
+    device = cuda_api().device_info(0)
+    entries = []
+    for job in jobs:
+        started = dt.datetime.now()
+        plan = builder.build(job)
+        write_bytes_atomic(job.engine, plan)
+        entry = engine_entry(job, options, job.engine, device, builder.trt.__version__)
+        entry["build_s"] = round((dt.datetime.now() - started).total_seconds(), 1)
+        manifest.engines.setdefault(job.stage, {})[options.precision] = entry
+        manifest.save(manifest.root)  # after each engine: an interrupted run keeps what it finished
+        entries.append(entry)
+        if on_built:
+            on_built(job, entry)
+    builder.save_timing_cache()
+    return entries
+
