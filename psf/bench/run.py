@@ -78,7 +78,8 @@ def run_bench(manifest: Manifest, opts: BenchOptions, on_result=None) -> dict:
     if flops:
         floor_ms = flops["pipeline"] / (opts.peak_gflops * 1e9) * 1000
         report["flop_floor"] = {"peak_gflops": opts.peak_gflops, "pipeline_ms": round(floor_ms, 3)}
-        best = [r for r in results if r["stage"] == "pipeline" and r["batch"] == 1 and r["backend"] != "torch"]
+        best = [r for r in results if r["stage"] == "pipeline" and r["batch"] == 1 and r["backend"].startswith("ort")
+                and r["precision"] == "fp32"]  # the floor is an fp32 CPU figure
         if best:
             report["flop_floor"]["pipeline_batch1_vs_floor"] = round(best[0]["p50"] / floor_ms, 2)
     return report

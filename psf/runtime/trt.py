@@ -89,7 +89,8 @@ class _Engine:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        self.max_batch = int(self.engine.get_tensor_profile_shape(self.inputs[0], 0)[2][0])
+        low, _, high = self.engine.get_tensor_profile_shape(self.inputs[0], 0)
+        self.min_batch, self.max_batch = int(low[0]), int(high[0])
         self.item_shape = {n: tuple(int(d) for d in self.engine.get_tensor_shape(n))[1:] for n in names}
         self.dtype = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         self.buffers = {}
@@ -145,6 +146,7 @@ class TrtRunner:
         self.engines = [_Engine(trt, self.runtime, p.read_bytes(), self.api, str(p)) for p in paths]
         first, last = self.engines[0], self.engines[-1]
         self.max_batch = min(e.max_batch for e in self.engines)
+        self.min_batch = max(e.min_batch for e in self.engines)  # fixed-shape engines (DLA): smaller batches are padded
         self.stream = Stream(self.api)
         self.host_in = PinnedArray(self.api, (self.max_batch, *first.item_shape[first.inputs[0]]), first.dtype[first.inputs[0]])
         self.host_out = PinnedArray(self.api, (self.max_batch, *last.item_shape[last.outputs[0]]), last.dtype[last.outputs[0]])
@@ -190,8 +192,10 @@ class TrtRunner:
         out = []
         for start in range(0, len(images), self.max_batch):
             chunk = images[start : start + self.max_batch]
+            run = max(len(chunk), self.min_batch)
             self.host_in.array[: len(chunk)] = chunk
-            self._run_batch(len(chunk))
+            self.host_in.array[len(chunk) : run] = 0
+            self._run_batch(run)
             out.append(self.host_out.array[: len(chunk)].copy())
         return {self.output_names[0]: np.concatenate(out)}
 
