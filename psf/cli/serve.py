@@ -18,6 +18,7 @@ def serve(
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port; 0 turns metrics off.")] = 8002,
     address: Annotated[str, typer.Option(help="Address to bind (0.0.0.0: all interfaces).")] = "0.0.0.0",
     backend: Annotated[str, typer.Option(help=f"Runs the map net: {', '.join(BACKENDS)}.")] = "ort",
+    precision: Annotated[str, typer.Option(help="The map net's compute precision: fp32, fp16 or int8 (its ONNX variant, or map.<precision>.plan with --backend trt). The wire dtype is the client's --wire.")] = "fp32",
     threads: Annotated[Optional[int], typer.Option(help="Intra-op CPU threads per instance (default: all cores).")] = None,
     instances: Annotated[int, typer.Option(help="Model instances (sessions) serving requests in parallel.")] = 1,
     max_batch: Annotated[int, typer.Option(help="Largest batch Triton forms (and accepts in one request).")] = 64,
@@ -40,11 +41,11 @@ def serve(
 
         reports_errors(lambda: write_triton_repo(load_manifest(bundle), write_repo, repo_kind, instances, max_batch, overwrite))(debug=debug)
         return
-    reports_errors(_serve)(bundle, grpc_port, http_port, metrics_port, address, backend, threads, instances, max_batch,
+    reports_errors(_serve)(bundle, grpc_port, http_port, metrics_port, address, backend, precision, threads, instances, max_batch,
                            batching, max_queue_delay_us, tls_cert, tls_key, tls_ca, mtls, log_file, debug=debug)
 
 
-def _serve(bundle, grpc_port, http_port, metrics_port, address, backend, threads, instances, max_batch, batching,
+def _serve(bundle, grpc_port, http_port, metrics_port, address, backend, precision, threads, instances, max_batch, batching,
            max_queue_delay_us, tls_cert, tls_key, tls_ca, mtls, log_file) -> None:
     from psf.errors import UsageError
     from psf.manifest import load_manifest
@@ -59,7 +60,7 @@ def _serve(bundle, grpc_port, http_port, metrics_port, address, backend, threads
         raise UsageError("--mtls/--tls-ca need --tls-cert and --tls-key (the server's own certificate)")
     tls = TlsFiles(tls_cert, tls_key, tls_ca, mtls) if tls_cert else None
     options = ServeOptions(address=address, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                           backend=backend, threads=threads, instances=instances, max_batch=max_batch, batching=batching,
+                           backend=backend, precision=precision, threads=threads, instances=instances, max_batch=max_batch, batching=batching,
                            max_queue_delay_us=max_queue_delay_us, tls=tls, log_file=log_file)
     manifest = load_manifest(bundle)
     server = MapServer(manifest, options)
@@ -70,7 +71,7 @@ def _serve(bundle, grpc_port, http_port, metrics_port, address, backend, threads
                  f"{f' | http {server.http_address}:{http_port} (/v2/health/ready)' if http_port else ''}"
                  f"{f' | metrics :{metrics_port}' if metrics_port else ''}", highlight=False)
     stderr.print(f"  batching {'on, up to ' + str(max_batch) + f', {max_queue_delay_us} us queue delay' if batching else 'off'}"
-                 f" | {instances} instance(s) on {backend} | {payload['up']} B up, {payload['down']} B down per slice (fp16)",
+                 f" | {instances} instance(s) on {backend} ({precision}) | {payload['up']} B up, {payload['down']} B down per slice (fp16)",
                  highlight=False)
     stderr.print("  Ctrl-C stops.", highlight=False)
     server.serve_forever()

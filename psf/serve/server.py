@@ -20,6 +20,7 @@ import numpy as np
 
 from psf.errors import MissingDependency, PsfError, UsageError
 from psf.manifest import Manifest, verify_file
+from psf.registry import variant_for
 from psf.runtime.ort import OrtRunner
 from psf.serve.schema import DEFAULT_MAX_BATCH, WIRE_DTYPES, WireSchema
 
@@ -50,6 +51,7 @@ class ServeOptions:
     http_port: int = 8000
     metrics_port: int = 8002
     backend: str = "ort"
+    precision: str = "fp32"  # the map net's compute (its ONNX variant or engine); the wire dtype is separate
     threads: int | None = None
     instances: int = 1
     max_batch: int = DEFAULT_MAX_BATCH
@@ -76,7 +78,7 @@ class ServeOptions:
 class MapFunction:
     """The callable Triton runs: wire dtype in, map net in fp32, wire dtype out."""
 
-    def __init__(self, runner: OrtRunner, schema: WireSchema, max_batch: int):
+    def __init__(self, runner, schema: WireSchema, max_batch: int):
         self.runner, self.schema, self.max_batch = runner, schema, max_batch
 
     def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -120,10 +122,26 @@ class MapServer:
     def __init__(self, manifest: Manifest, options: ServeOptions = ServeOptions()):
         options.check()
         self.manifest, self.options = manifest, options
-        self.map_path = verify_file(manifest, "map")
+        self.map_path = verify_file(manifest, "map")  # the wire contract (model names) is map.onnx's, whatever runs it
         self.schemas = [WireSchema.for_bundle(manifest, wire) for wire in options.wires]
-        self.runners = [OrtRunner(self.map_path, options.backend, options.threads) for _ in range(options.instances)]
+        self.runners = [self._runner() for _ in range(options.instances)]
         self.triton = None
+
+    def _runner(self):
+        """One map-net runner per instance: ONNX Runtime on the precision's ONNX, or the map engine (TensorRT)."""
+        options = self.options
+        if options.backend == "trt":
+            from psf.runtime.trt import TrtRunner, check_engine
+
+            check_engine(self.manifest, "map", options.precision, None)
+            largest = self.manifest.engines["map"][options.precision]["batch"][2]
+            if largest < options.max_batch:
+                raise UsageError(f"--max-batch {options.max_batch} is larger than the map engine's profile ({largest}); "
+                                 f"lower it or rebuild: psf-build {self.manifest.root} --precision {options.precision} "
+                                 f"--stages map --batch 1:16:{options.max_batch}")
+            return TrtRunner(self.manifest, ("map",), options.precision)
+        variant = variant_for(options.precision, options.backend)
+        return OrtRunner(verify_file(self.manifest, "map", variant), options.backend, options.threads)
 
     @property
     def http_address(self) -> str:

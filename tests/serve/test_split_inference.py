@@ -57,3 +57,23 @@ def test_unreachable_server_fails_clearly(tiny_bundle, mni_data, tmp_path):
     assert result.returncode == 1
     assert url in result.stderr and "unavailable after 2 attempts" in result.stderr
     assert not list(tmp_path.rglob("*.nii.gz"))
+
+
+def test_server_computing_in_int8_stays_close_to_local(tiny_bundle, mni_data, local_masks, tmp_path):
+    """psf-serve --precision int8 runs the map net's int8 ONNX; the wire contract (model names, fp16) is unchanged."""
+    from psf.serve.launch import LoopbackServer
+
+    with LoopbackServer(tiny_bundle, ("--threads", "2", "--precision", "int8")) as server:
+        run_cli("infer", "--engine", str(tiny_bundle), str(mni_data / "test" / "images"), "-o", str(tmp_path / "out"),
+                "-q", "--server", server.grpc_url, check=True)
+        assert "(int8)" in server.log_text()
+    split = _masks(tmp_path / "out")
+    voxels = sum(m.size for m in split.values())
+    differing = sum(int((split[k] != local_masks[k]).sum()) for k in split)
+    assert 0 < differing / voxels <= 0.02, f"{differing} of {voxels} voxels differ"
+
+
+def test_server_on_tensorrt_without_an_engine_names_psf_build(tiny_bundle):
+    result = run_cli("serve", str(tiny_bundle), "--backend", "trt", "--precision", "fp16", "--grpc-port", "0")
+    assert result.returncode == 1
+    assert "no fp16 map engine" in result.stderr and f"psf-build {tiny_bundle} --precision fp16" in result.stderr
