@@ -18,15 +18,16 @@ def audit(
     minutes: Annotated[float, typer.Option(help="Time budget for all attacks together (training the attackers' networks).")] = 12.0,
     seed: Annotated[int, typer.Option(help="Seed for the attackers' choices and networks.")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (default: all cores).")] = None,
+    key: Annotated[Optional[Path], typer.Option(help="The consortium key the model was trained with (psf-train --key); adds the wrong-key decoder attacks.")] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Known-plaintext inversion (k = 10, 100, all), leaked decoder, membership inference, linear probe,
     mask inversion; each next to its prior-only baseline."""
-    reports_errors(_audit)(model, data, out, baseline, minutes, seed, threads, quiet, debug=debug)
+    reports_errors(_audit)(model, data, out, baseline, minutes, seed, threads, key, quiet, debug=debug)
 
 
-def _audit(model, data, out, baseline, minutes, seed, threads, quiet) -> None:
+def _audit(model, data, out, baseline, minutes, seed, threads, key, quiet) -> None:
     from psf.errors import UsageError
     from psf.privacy.audit import AuditOptions, run_audit
     from psf.privacy.report import write_reports
@@ -34,7 +35,7 @@ def _audit(model, data, out, baseline, minutes, seed, threads, quiet) -> None:
     if minutes <= 0:
         raise UsageError(f"--minutes must be > 0, got {minutes}")
     report = run_audit(AuditOptions(model=model, data=data, out=out, baseline=baseline, minutes=minutes, seed=seed,
-                                    threads=threads, quiet=quiet))
+                                    threads=threads, quiet=quiet, key=key))
     paths = write_reports(report, out)
 
     inverted = ", ".join("k={} {:.3f}".format(r["k"], r["ssim"]) for r in report["inversion"])

@@ -21,11 +21,12 @@ def export(
     precision: Annotated[str, typer.Option(help="Comma-separated ONNX precisions to write: fp32 (always), fp16, int8 (Q/DQ, for psf-build and psf-infer --precision).")] = "fp32,fp16,int8",
     calibration: Annotated[Optional[Path], typer.Option(help="Folder of scans to calibrate int8 on, e.g. the training images (default: the MNI152 template).")] = None,
     calibration_slices: Annotated[int, typer.Option(help="Slices drawn from --calibration for int8.")] = 64,
+    key: Annotated[Optional[Path], typer.Option(help="The consortium key the model was trained with (psf-train --key): folded into encoder and decoder; the bundle records only its id.")] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Export encoder, map, decoder and the fused pipeline to ONNX (fp32, and fp16 / int8 copies), with psf.json and parity checks."""
     triton = dict(out=triton_repo, kind=triton_kind, instances=triton_instances, max_batch=triton_max_batch, overwrite=overwrite)
-    reports_errors(_export)(checkpoint, out, triton, precision, calibration, calibration_slices, debug=debug)
+    reports_errors(_export)(checkpoint, out, triton, precision, calibration, calibration_slices, key, debug=debug)
 
 
 def write_triton_repo(manifest, out: Path, kind: str = "gpu", instances: int = 1, max_batch: int = 64,
@@ -50,12 +51,17 @@ def parse_precisions(text: str) -> tuple[str, ...]:
 
 
 def _export(checkpoint: Path, out: Path | None, triton: dict, precision: str, calibration: Path | None,
-            calibration_slices: int) -> None:
+            calibration_slices: int, key_file: Path | None) -> None:
     from psf.export.onnx import export_bundle, tolerance
     from psf.progress import stderr
 
     precisions = parse_precisions(precision)
     out = out or checkpoint.parent / "bundle"
+    key = None
+    if key_file is not None:
+        from psf.models.key import ConsortiumKey
+
+        key = ConsortiumKey.load(key_file)
     calib = None
     if calibration is not None and "int8" in precisions:
         from psf.export.calibration import calibration_slices as read_calibration
@@ -65,7 +71,7 @@ def _export(checkpoint: Path, out: Path | None, triton: dict, precision: str, ca
         calib = read_calibration(calibration, nets.config.image_size, ckpt["normalization"], calibration_slices,
                                  axis=int(ckpt.get("slice_axis", 2)))
     with stderr.status(f"exporting {checkpoint} to {out}"):
-        result = export_bundle(checkpoint, out, precisions=precisions, calibration=calib,
+        result = export_bundle(checkpoint, out, precisions=precisions, calibration=calib, key=key,
                                calibration_source=f"{calibration} ({calibration_slices} slices)" if calibration else "")
     for stage, err in result.parity.items():
         stderr.print(f"parity {stage:9s} max abs error vs torch {err:.2e} (tolerance {tolerance(stage):.0e})")

@@ -33,6 +33,7 @@ def train(
     center: Annotated[Optional[list[str]], typer.Option(help="NAME=DIR, repeated: train across centers (federated averaging of the autoencoders, one mapping net on all centers' latents).")] = None,
     rounds: Annotated[int, typer.Option(help="With --center: federated-averaging rounds.")] = 4,
     compare_alone: Annotated[bool, typer.Option(help="With --center: also train each center alone with the same budget and compare Dice per center.")] = False,
+    key: Annotated[Optional[Path], typer.Option(help="Consortium key file (psf key new): latents are keyed before the server sees them; export and audit then need it too.")] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -42,7 +43,7 @@ def train(
 
 def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | None, quiet: bool, views: int, seed: int,
            threads: int | None, baseline: str | None, center: list[str] | None, rounds: int, compare_alone: bool,
-           latent_augment: str, **model_sizes) -> None:
+           latent_augment: str, key: Path | None, **model_sizes) -> None:
     from psf.models.config import ModelConfig
     from psf.progress import stderr
     from psf.train.run import TrainOptions, run_training
@@ -67,7 +68,9 @@ def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | No
             raise UsageError("--baseline trains on one data set; run it per center")
         return _train_centers(center, out, rounds, compare_alone, TrainOptions(
             data=Path("."), out=out, model=ModelConfig(**model_sizes), minutes=minutes, epochs=epochs, views=views,
-            latent_augment=latent_augment, seed=seed, threads=threads, quiet=quiet))
+            latent_augment=latent_augment, seed=seed, threads=threads, quiet=quiet, key=key))
+    if baseline and key:
+        raise UsageError("--baseline trains a plain U-Net on raw images: it has no latents to key; drop --key")
     if baseline:
         from psf.train.baseline import train_unet
 
@@ -77,7 +80,8 @@ def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | No
         model = ModelConfig(**model_sizes)
         model.check()
         result = run_training(TrainOptions(data=data, out=out, model=model, minutes=minutes, epochs=epochs, views=views,
-                                           latent_augment=latent_augment, seed=seed, threads=threads, quiet=quiet))
+                                           latent_augment=latent_augment, seed=seed, threads=threads, quiet=quiet,
+                                           key=key))
     test = result["metrics"]["test"]
     report_path = out.with_suffix(".json")
     from psf.io.atomic import write_text_atomic

@@ -1,5 +1,9 @@
 """The four exported graphs, as thin torch modules with the bundle's tensor names and outputs.
 
+With a consortium key (psf.models.key) the encoder ends in the image key's 1x1 convolution and the
+decoder starts with the mask key's inverse, so the latents on the wire are keyed and the key lives
+only in the client's graphs; the map graph is unchanged (it was trained on keyed latents).
+
 The decoder ends in a softmax written out with per-class slices: ONNX Runtime's Softmax over the
 channel axis of an NCHW tensor transposes internally and cost 2.6 ms of a 9.7 ms pipeline on 2 cores;
 ReduceMax/ReduceSum over that axis cost 0.9 ms at 256x256, elementwise Max/Sum of the class slices 0.6 ms.
@@ -26,17 +30,25 @@ def channel_softmax(logits: torch.Tensor) -> torch.Tensor:
     return shifted / total
 
 
+def _lock(key):
+    return key.image.forward_module() if key is not None else nn.Identity()
+
+
+def _unlock(key):
+    return key.mask.inverse_module() if key is not None else nn.Identity()
+
+
 class Encoder(nn.Module):
-    def __init__(self, nets: Networks):
+    def __init__(self, nets: Networks, key=None):
         super().__init__()
-        self.encoder = nets.image_encoder
+        self.encoder, self.lock = nets.image_encoder, _lock(key)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.encoder(image)
+        return self.lock(self.encoder(image))
 
 
 class Mapping(nn.Module):
-    def __init__(self, nets: Networks):
+    def __init__(self, nets: Networks, key=None):
         super().__init__()
         self.mapping = nets.mapping
 
@@ -45,21 +57,21 @@ class Mapping(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, nets: Networks):
+    def __init__(self, nets: Networks, key=None):
         super().__init__()
-        self.decoder = nets.mask_decoder
+        self.unlock, self.decoder = _unlock(key), nets.mask_decoder
 
     def forward(self, z_mask: torch.Tensor) -> torch.Tensor:
-        return channel_softmax(self.decoder(z_mask))
+        return channel_softmax(self.decoder(self.unlock(z_mask)))
 
 
 class Pipeline(nn.Module):
-    def __init__(self, nets: Networks):
+    def __init__(self, nets: Networks, key=None):
         super().__init__()
-        self.encoder, self.mapping, self.decoder = nets.image_encoder, nets.mapping, nets.mask_decoder
+        self.encoder, self.mapping, self.decoder = Encoder(nets, key), nets.mapping, Decoder(nets, key)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return channel_softmax(self.decoder(self.mapping(self.encoder(image))))
+        return self.decoder(self.mapping(self.encoder(image)))
 
 
 # stage -> (module class, input name, output name, input source)

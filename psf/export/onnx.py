@@ -14,7 +14,7 @@ import torch
 from psf import __version__
 from psf.errors import PsfError
 from psf.export.calibration import template_slices
-from psf.export.graphs import GRAPHS
+from psf.export.graphs import GRAPHS, Decoder, Encoder
 from psf.io.atomic import atomic_path
 from psf.manifest import Manifest, StageFile, TensorSpec, sha256_file
 from psf.registry import BUNDLE_FILES
@@ -37,16 +37,20 @@ class ExportResult:
 
 def export_bundle(checkpoint: Path, out: Path, parity_slices: np.ndarray | None = None, quiet: bool = False,
                   precisions: tuple[str, ...] = ("fp32",), calibration: np.ndarray | None = None,
-                  calibration_source: str = "") -> ExportResult:
+                  calibration_source: str = "", key=None) -> ExportResult:
     """Write out/{encoder,map,decoder,pipeline}.onnx and out/psf.json; check parity on `parity_slices`
     ((n, 1, S, S) preprocessed real slices; default: slices of the MNI152 template). With fp16/int8 in
-    `precisions`, also write those ONNX variants, int8 calibrated on `calibration` (default: MNI152 slices)."""
+    `precisions`, also write those ONNX variants, int8 calibrated on `calibration` (default: MNI152 slices).
+    A model trained with a consortium key needs `key` (psf.models.key): it is folded into encoder and decoder."""
+    from psf.models.key import require_key
+
     nets, ckpt = load_checkpoint(checkpoint)
     cfg = nets.config
+    require_key(key, ckpt.get("key_id"), str(checkpoint))
     out.mkdir(parents=True, exist_ok=True)
     samples = {"image": torch.rand(2, cfg.in_channels, cfg.image_size, cfg.image_size)}
     with torch.no_grad():
-        samples["z_image"] = nets.image_encoder(samples["image"])
+        samples["z_image"] = Encoder(nets, key)(samples["image"])
         samples["z_mask"] = nets.mapping(samples["z_image"])
     stages: dict[str, StageFile] = {}
     common_meta = {
@@ -58,7 +62,7 @@ def export_bundle(checkpoint: Path, out: Path, parity_slices: np.ndarray | None 
         "psf.slice_axis": str(ckpt.get("slice_axis", 2)),
     }
     for stage, (graph_cls, input_name, output_name) in GRAPHS.items():
-        module = graph_cls(nets).eval()
+        module = graph_cls(nets, key).eval()
         sample = samples[input_name]
         with torch.no_grad():
             result = module(sample)
@@ -82,12 +86,13 @@ def export_bundle(checkpoint: Path, out: Path, parity_slices: np.ndarray | None 
         source={"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
                 "config": cfg.to_dict(), "test_metrics": ckpt["metrics"].get("test", {})},
         psf_version=__version__,
+        key_id=key.key_id if key is not None else None,
         root=out,
     )
     manifest.save(out)
     if parity_slices is None:
         parity_slices = template_slices(cfg.image_size, ckpt["normalization"])
-    parity = check_parity(nets, manifest, parity_slices)
+    parity = check_parity(nets, manifest, parity_slices, key)
     variants = {}
     if set(precisions) - {"fp32"}:
         from psf.export.variants import write_variants
@@ -129,15 +134,15 @@ def _finish_onnx(path: Path, metadata: dict[str, str]) -> None:
         onnx.checker.check_model(str(tmp), full_check=True)
 
 
-def check_parity(nets, manifest: Manifest, images: np.ndarray) -> dict[str, float]:
+def check_parity(nets, manifest: Manifest, images: np.ndarray, key=None) -> dict[str, float]:
     """Max abs error of each ONNX graph (ONNX Runtime) against torch on real inputs; raise above tolerance."""
     from psf.runtime.ort import OrtRunner
 
     with torch.no_grad():
         x = torch.from_numpy(images)
-        z_image = nets.image_encoder(x)
+        z_image = Encoder(nets, key)(x)
         z_mask = nets.mapping(z_image)
-        probs = nets.mask_decoder(z_mask).softmax(1)
+        probs = Decoder(nets, key)(z_mask)
     feeds = {"encoder": (images, z_image), "map": (z_image.numpy(), z_mask), "decoder": (z_mask.numpy(), probs),
              "pipeline": (images, probs)}
     errors = {}

@@ -10,8 +10,9 @@ from pathlib import Path
 
 
 @contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target` (same suffixes, so format sniffing works); rename on success."""
+def atomic_path(target: str | Path, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `target` (same suffixes, so format sniffing works); rename on success.
+    The file gets `mode` (e.g. 0o600 for secrets), else the usual 0666 less the umask."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(target.suffixes) or ".tmp"
@@ -20,7 +21,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a mask is an ordinary file
+        os.chmod(tmp_path, 0o666 & ~_umask() if mode is None else mode)  # mkstemp makes 0600
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)

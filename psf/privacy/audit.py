@@ -36,6 +36,7 @@ class AuditOptions:
     seed: int = 0
     threads: int | None = None
     quiet: bool = False
+    key: Path | None = None  # the consortium key the model was trained with: the server sees keyed latents
 
 
 @dataclass
@@ -50,12 +51,15 @@ class Encoded:
 
 
 @torch.no_grad()
-def encode_split(nets, split) -> Encoded:
+def encode_split(nets, split, key=None) -> Encoded:
+    """The split's latents exactly as the client sends them (keyed when the model uses a consortium key)."""
     from psf.train.augment import one_hot
 
     x, y = torch.from_numpy(split.images), torch.from_numpy(split.labels).long()
     zx = torch.cat([nets.image_encoder(x[i : i + 32]) for i in range(0, len(x), 32)])
     zy = torch.cat([nets.mask_encoder(one_hot(y[i : i + 32], nets.config.num_classes)) for i in range(0, len(y), 32)])
+    if key is not None:
+        zx, zy = key.image.forward_module()(zx), key.mask.forward_module()(zy)
     return Encoded(x, y, split.valid, zx, zy)
 
 
@@ -86,13 +90,15 @@ def run_audit(opts: AuditOptions) -> dict:
     budget = opts.minutes * 60
     nets, ckpt = load_checkpoint(opts.model)
     cfg = nets.config
+    key = _key(opts, ckpt)
     norm = ckpt.get("normalization", DEFAULT_NORMALIZATION)
     splits = {s: load_split(opts.data, s, cfg.image_size, norm) for s in ("train", "val", "test")}
-    enc = {s: encode_split(nets, d) for s, d in splits.items()}
+    enc = {s: encode_split(nets, d, key) for s, d in splits.items()}
     train, val, test = enc["train"], enc["val"], enc["test"]
     stderr.print(f"audit: {opts.model} on {opts.data} (train {len(train.images)}, val {len(val.images)}, "
                  f"test {len(test.images)} slices), budget {opts.minutes:g} min")
-    report: dict = {"model": str(opts.model), "data": str(opts.data), "budget_minutes": opts.minutes}
+    report: dict = {"model": str(opts.model), "data": str(opts.data), "budget_minutes": opts.minutes,
+                    "key_id": key.key_id if key else None}
     recon: dict[str, np.ndarray] = {}
 
     # Baselines that need no latent: the mean training image; later, the inverter fed random latents.
@@ -118,8 +124,9 @@ def run_audit(opts: AuditOptions) -> dict:
     random_z = torch.clamp(train.z_image.mean(0) + train.z_image.std(0) * torch.randn(test.z_image.shape, generator=gen), -1, 1)
     report["random_latent"] = summary(inversion.apply(inverters["all"], random_z, "image"), test.images.numpy(), test.valid)
 
-    # b. Leaked decoder: another center trained its own image autoencoder (its data: the val split, its seed).
-    report["leaked_decoder"] = _leaked_decoder(cfg, train, val, test, budget * SHARES["leaked_decoder"], opts, recon)
+    # b. Leaked decoder: another center trained its own image autoencoder (its data: the val split, its seed);
+    #    with a consortium key also this model's own decoder, without the key or with another one.
+    report["leaked_decoder"] = _leaked_decoder(cfg, nets, key, train, val, test, budget * SHARES["leaked_decoder"], opts, recon)
     report["leaked_decoder_ssim"] = report["leaked_decoder"]["ssim"]
 
     # c. Membership inference against the mapping net.
@@ -152,38 +159,70 @@ def run_audit(opts: AuditOptions) -> dict:
     return report
 
 
-def _leaked_decoder(cfg, train: Encoded, val: Encoded, test: Encoded, seconds: float, opts: AuditOptions, recon: dict) -> dict:
-    """Another center's image decoder on this center's latents. Its output may carry the anatomy with
-    other (even inverted) intensities, which SSIM punishes; so the report adds the SSIM after one global
-    intensity map a*x + b fitted on 10 leaked training slices, which an attacker can afford."""
+def _key(opts: AuditOptions, ckpt: dict):
+    from psf.models.key import ConsortiumKey, require_key
+
+    key = ConsortiumKey.load(opts.key) if opts.key else None
+    require_key(key, ckpt.get("key_id"), str(opts.model))
+    return key
+
+
+def _leaked_decoder(cfg, nets, key, train: Encoded, val: Encoded, test: Encoded, seconds: float, opts: AuditOptions,
+                    recon: dict) -> dict:
+    """A decoder that is not this client's, or is but without its key, on this client's latents.
+
+    Without a key: another center's image decoder. With a consortium key, the attacks that lack the key
+    (the headline figure is the best of them): another center's decoder behind its own, different key;
+    this model's own image decoder (leaked) fed the keyed latents as they are, or behind a guessed key.
+    Reported beside them, not in the headline: a consortium member's decoder, which holds the key.
+    A decoder's output may carry the anatomy with other (even inverted) intensities, which SSIM punishes;
+    so each attack also gets one global intensity map a*x + b fitted on 10 leaked training slices."""
     from psf.models import build_networks
+    from psf.models.key import ConsortiumKey
+    from psf.train.augment import augmented_views
     from psf.train.loop import Budget
     from psf.train.stages import StageOptions, Views, train_image_autoencoder
 
     other = build_networks(cfg)
     other_gen = torch.Generator().manual_seed(opts.seed + 1000)
     torch.manual_seed(opts.seed + 1000)
-    from psf.train.augment import augmented_views
-
     views = Views(*augmented_views(val.images, val.labels.to(torch.uint8), cfg.num_classes, 6, other_gen))
     log = train_image_autoencoder(other, views, StageOptions(Budget(seconds=seconds), batch_size=16,
                                                               crop=cfg.image_size // 2, quiet=opts.quiet), other_gen)
     other.eval()
+    if key is None:
+        attacks = {"another center's decoder": other.image_decoder}
+        without_key = list(attacks)
+    else:
+        guess = ConsortiumKey.generate(cfg.image_latent, cfg.mask_latent, seed=opts.seed + 2000).image.inverse_module()
+        attacks = {
+            "another center's decoder, its own key": lambda z: other.image_decoder(guess(z)),
+            "own decoder, no key": nets.image_decoder,
+            "own decoder, a guessed key": lambda z: nets.image_decoder(guess(z)),
+            "another center's decoder, same key (a member)": lambda z: other.image_decoder(key.image.inverse_module()(z)),
+        }
+        without_key = list(attacks)[:3]
+    results = {}
     with torch.no_grad():
         own = torch.cat([other.image_decoder(other.image_encoder(test.images[i : i + 32])) for i in range(0, len(test.images), 32)])
-        leaked = torch.cat([other.image_decoder(test.z_image[i : i + 32]) for i in range(0, len(test.images), 32)])
-        leaked_train = other.image_decoder(train.z_image[:10]).numpy()
-    recon["leaked decoder"] = leaked.numpy()
-    result = summary(leaked.numpy(), test.images.numpy(), test.valid)
-    valid = train.valid[:10][:, None]
-    a, b = np.polyfit(leaked_train[valid], train.images[:10].numpy()[valid], 1)
-    result["after_intensity_fit_k10"] = summary(a * leaked.numpy() + b, test.images.numpy(), test.valid)
-    result["other_center_own_reconstruction"] = summary(own.numpy(), test.images.numpy(), test.valid)
-    result["other_center_steps"] = log["steps"]
-    stderr.print(f"  leaked decoder (another center's): SSIM {result['ssim']:.3f}, "
-                 f"after an intensity fit on 10 leaked slices {result['after_intensity_fit_k10']['ssim']:.3f} "
-                 f"(that center on its own latents: {result['other_center_own_reconstruction']['ssim']:.3f})")
-    return result
+        for name, decode in attacks.items():
+            out = torch.cat([decode(test.z_image[i : i + 32]) for i in range(0, len(test.images), 32)]).numpy()
+            leaked_train = decode(train.z_image[:10]).numpy()
+            result = summary(out, test.images.numpy(), test.valid)
+            valid = train.valid[:10][:, None]
+            a, b = np.polyfit(leaked_train[valid], train.images[:10].numpy()[valid], 1)
+            result["after_intensity_fit_k10"] = summary(a * out + b, test.images.numpy(), test.valid)
+            results[name] = result
+            recon[f"leaked: {name}"] = out
+    headline = max(without_key, key=lambda n: max(results[n]["ssim"], results[n]["after_intensity_fit_k10"]["ssim"]))
+    report = {**results[headline], "attack": headline, "attacks": results,
+              "other_center_own_reconstruction": summary(own.numpy(), test.images.numpy(), test.valid),
+              "other_center_steps": log["steps"]}
+    for name, result in results.items():
+        stderr.print(f"  leaked decoder ({name}): SSIM {result['ssim']:.3f}, after an intensity fit on 10 leaked slices "
+                     f"{result['after_intensity_fit_k10']['ssim']:.3f}")
+    stderr.print(f"  (that other center on its own latents: {report['other_center_own_reconstruction']['ssim']:.3f})")
+    return report
 
 
 @torch.no_grad()

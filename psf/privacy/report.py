@@ -36,16 +36,18 @@ def write_reports(report: dict, out: Path) -> dict[str, Path]:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"# Privacy audit of {r['model']}", "", f"Data: {r['data']}; budget {r['budget_minutes']} min, took {r['seconds']} s.", "",
+    keyed = f"consortium key {r['key_id']}" if r.get("key_id") else "no consortium key"
+    lines = [f"# Privacy audit of {r['model']}", "", f"Data: {r['data']}; {keyed}; budget {r['budget_minutes']} min, "
+             f"took {r['seconds']} s. Leaked-decoder headline: {r['leaked_decoder']['attack']}.", "",
              "## Images: what an attacker recovers from z_image (test slices; SSIM over real pixels)", "",
              "| attack | SSIM | PSNR dB |", "|---|---|---|",
              f"| prior only: the mean training image | {r['prior_ssim']} | {r['prior_psnr']} |",
              f"| inverter fed random latents | {r['random_latent']['ssim']} | {r['random_latent']['psnr']} |"]
     lines += [f"| known-plaintext inversion, k={row['k']} leaked pairs | {row['ssim']} | {row['psnr']} |" for row in r["inversion"]]
-    leaked = r["leaked_decoder"]
-    lines.append(f"| leaked decoder of another center | {leaked['ssim']} | {leaked['psnr']} |")
-    lines.append(f"| leaked decoder + intensity map fitted on 10 leaked slices | {leaked['after_intensity_fit_k10']['ssim']} | "
-                 f"{leaked['after_intensity_fit_k10']['psnr']} |")
+    for name, leaked in r["leaked_decoder"]["attacks"].items():
+        lines.append(f"| leaked decoder: {name} | {leaked['ssim']} | {leaked['psnr']} |")
+        lines.append(f"| leaked decoder: {name}, + intensity map fitted on 10 leaked slices | "
+                     f"{leaked['after_intensity_fit_k10']['ssim']} | {leaked['after_intensity_fit_k10']['psnr']} |")
     lines += [f"| linear probe (3x3 cells -> patch), k={row['k']} | {row['ssim']} | {row['psnr']} |" for row in r["linear_probe"]]
     lines += ["", "## Masks: Dice of what an attacker recovers from z_mask", "", "| attack | mean Dice GM/WM |", "|---|---|",
               f"| prior only: most frequent label per pixel | {r['mask']['prior_dice']} |"]

@@ -20,7 +20,8 @@ FORMAT = "psf-model/1"
 
 
 def save_checkpoint(path: Path, nets: Networks, labels: list[str], normalization: dict, metrics: dict,
-                    training: dict) -> Path:
+                    training: dict, key_id: str | None = None) -> Path:
+    """model.pt; with a consortium key only its id is stored (the key stays in the client's key file)."""
     payload = {
         "format": FORMAT,
         "config": nets.config.to_dict(),
@@ -28,6 +29,7 @@ def save_checkpoint(path: Path, nets: Networks, labels: list[str], normalization
         "labels": list(labels),
         "normalization": dict(normalization),
         "slice_axis": 2,
+        "key_id": key_id,
         "metrics": metrics,
         "training": training,
         "versions": {"psf": __version__, "torch": str(torch.__version__), "python": platform.python_version()},

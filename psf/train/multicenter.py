@@ -28,7 +28,7 @@ from psf.train.checkpoint import save_checkpoint
 from psf.train.data import SliceSet, load_split
 from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget
-from psf.train.run import TrainOptions, evaluate, stage_options
+from psf.train.run import TrainOptions, evaluate, load_key, stage_options
 from psf.train.stages import (
     EncodedPairs,
     StageOptions,
@@ -101,6 +101,7 @@ def run_multicenter(opts: TrainOptions, centers: list[Center], rounds: int = 4) 
                                             torch.from_numpy(splits[c.name]["train"].labels),
                                             opts.model.num_classes, opts.views, gen)) for c in centers}
     nets = build_networks(opts.model)
+    key = load_key(opts.key, opts.model)  # one consortium key: every center keys its latents the same way
     sizes = [len(splits[c.name]["train"]) for c in centers]
     log: dict = {"rounds": []}
     # Each center keeps its own optimizer (its Adam moments) across rounds; the rounds share one
@@ -121,21 +122,21 @@ def run_multicenter(opts: TrainOptions, centers: list[Center], rounds: int = 4) 
         log["rounds"].append({"round": r + 1})
         stderr.print(f"federated round {r + 1}/{rounds}: averaged {len(centers)} centers' autoencoders (weights {sizes})")
     # Each center encodes only its own pairs; the server sees latents from all of them.
-    pairs = [encode_pairs(nets, views[c.name]) for c in centers]
+    pairs = [encode_pairs(nets, views[c.name], key=key) for c in centers]
     server_pairs = EncodedPairs(torch.cat([p.z_image for p in pairs]), torch.cat([p.z_mask for p in pairs]))
     stderr.print(f"server: {len(server_pairs)} encoded pairs from {len(centers)} centers")
     log["mapping"] = train_mapping(nets.mapping, server_pairs, stage_options(opts, "mapping"), gen,
                                    LatentAugment.from_names(opts.latent_augment))
     nets.eval()
     metrics = {
-        "val": evaluate(nets, _concat([splits[c.name]["val"] for c in centers]), opts.labels),
-        "test": evaluate(nets, _concat([splits[c.name]["test"] for c in centers]), opts.labels),
-        "centers": {c.name: evaluate(nets, splits[c.name]["test"], opts.labels) for c in centers},
+        "val": evaluate(nets, _concat([splits[c.name]["val"] for c in centers]), opts.labels, key),
+        "test": evaluate(nets, _concat([splits[c.name]["test"] for c in centers]), opts.labels, key),
+        "centers": {c.name: evaluate(nets, splits[c.name]["test"], opts.labels, key) for c in centers},
     }
-    training = {"options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items() if k != "model"},
+    training = {"options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items() if k not in ("model", "key")},
                 "centers": {c.name: str(c.data) for c in centers}, "federated_rounds": rounds, "stages": log,
                 "seconds": round(time.perf_counter() - started, 1)}
-    save_checkpoint(opts.out, nets, list(opts.labels), norm, metrics, training)
+    save_checkpoint(opts.out, nets, list(opts.labels), norm, metrics, training, key_id=key.key_id if key else None)
     return {"metrics": metrics, "training": training}
 
 

@@ -44,6 +44,7 @@ class TrainOptions:
     stage_epochs: dict[str, int] | None = None
     views: int = 12
     latent_augment: str = "shift"  # the server's encoded-data augmentations (psf.train.latent_augment)
+    key: Path | None = None  # consortium key file (psf.models.key): latents are keyed before the server stage
     seed: int = 0
     threads: int | None = None
     labels: tuple[str, ...] = ("other", "grey_matter", "white_matter")
@@ -58,9 +59,9 @@ def stage_options(opts: TrainOptions, stage: str) -> StageOptions:
     return StageOptions(budget, batch_size=16, crop=opts.model.image_size // 2, quiet=opts.quiet)
 
 
-def evaluate(nets, data: SliceSet, labels: tuple[str, ...]) -> dict:
+def evaluate(nets, data: SliceSet, labels: tuple[str, ...], key=None) -> dict:
     """Dice and IoU per class over the real (unpadded) pixels of a split, pipeline run in torch."""
-    pred = predict_probs(nets, data.images).argmax(1)
+    pred = predict_probs(nets, data.images, key=key).argmax(1)
     counts = confusion_counts(pred[data.valid], data.labels[data.valid], len(labels))
     return report(counts, list(labels))
 
@@ -78,6 +79,7 @@ def run_training(opts: TrainOptions) -> dict:
     splits = {s: load_split(opts.data, s, size, norm) for s in ("train", "val", "test")}
     stderr.print(f"data: {', '.join(f'{s} {len(d)} slices' for s, d in splits.items())} from {opts.data}")
     nets = build_networks(opts.model)
+    key = load_key(opts.key, opts.model)
     train = splits["train"]
     views = Views(*augmented_views(torch.from_numpy(train.images), torch.from_numpy(train.labels),
                                    opts.model.num_classes, opts.views, gen))
@@ -85,24 +87,36 @@ def run_training(opts: TrainOptions) -> dict:
         "image_ae": train_image_autoencoder(nets, views, stage_options(opts, "image_ae"), gen),
         "mask_ae": train_mask_autoencoder(nets, views, stage_options(opts, "mask_ae"), gen),
     }
-    pairs = encode_pairs(nets, views)
-    stderr.print(f"client: encoded {len(pairs)} pairs ({opts.views} views per slice) for the server")
+    pairs = encode_pairs(nets, views, key=key)
+    stderr.print(f"client: encoded {len(pairs)} pairs ({opts.views} views per slice) for the server"
+                 + (f", keyed with consortium key {key.key_id}" if key else ""))
     log["mapping"] = train_mapping(nets.mapping, pairs, stage_options(opts, "mapping"), gen,
                                    LatentAugment.from_names(opts.latent_augment))
     nets.eval()
     metrics = {
-        "val": evaluate(nets, splits["val"], opts.labels),
-        "test": evaluate(nets, splits["test"], opts.labels),
+        "val": evaluate(nets, splits["val"], opts.labels, key),
+        "test": evaluate(nets, splits["test"], opts.labels, key),
         "mask_autoencoder_test": _mask_ae_ceiling(nets, splits["test"], opts.labels),
     }
     training = {
-        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items() if k != "model"},
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items() if k not in ("model", "key")},
         "stages": log,
         "seconds": round(time.perf_counter() - started, 1),
         "slices": {s: len(d) for s, d in splits.items()},
     }
-    save_checkpoint(opts.out, nets, list(opts.labels), norm, metrics, training)
+    save_checkpoint(opts.out, nets, list(opts.labels), norm, metrics, training, key_id=key.key_id if key else None)
     return {"metrics": metrics, "training": training}
+
+
+def load_key(path: Path | None, model: ModelConfig):
+    """The consortium key for this model's latent channels, or None."""
+    if path is None:
+        return None
+    from psf.models.key import ConsortiumKey
+
+    key = ConsortiumKey.load(path)
+    key.check_fits(model.image_latent, model.mask_latent)
+    return key
 
 
 @torch.no_grad()
