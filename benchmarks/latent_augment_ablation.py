@@ -8,6 +8,7 @@ the augmentation also narrow the gap between training and held-out losses?). Onl
 augmentations' doing (and the run-to-run noise, which the repeated baseline row shows).
 
     python benchmarks/latent_augment_ablation.py [demo/model.pt demo/data] [--seconds 150] [--out benchmarks/latent-augment-ablation]
+        [--variants "shift;shift,token_dropout,mix,noise"]   (rows to run; default: the table's nine)
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/latent-augment-ablation"))
+    parser.add_argument("--variants", help="semicolon-separated augmentation sets (default: the nine of the table)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     nets, ckpt = load_checkpoint(args.model)
@@ -58,7 +60,7 @@ def main() -> None:
     pairs = encode_pairs(nets, views)
     encoded = {s: encode_split(nets, splits[s]) for s in ("train", "val", "test")}
     rows = []
-    for variant in VARIANTS:
+    for variant in args.variants.split(";") if args.variants else VARIANTS:
         augment = LatentAugment.from_names(variant)
         torch.manual_seed(0)
         nets.mapping = MappingNet(nets.config)
