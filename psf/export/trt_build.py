@@ -13,9 +13,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from psf.errors import BundleError, MissingDependency, PsfError, UsageError
+from psf.errors import BundleError, PsfError, UsageError
 from psf.manifest import Manifest, sha256_file
 from psf.registry import PRECISIONS
+from psf.runtime.trt import tensorrt_module
 
 BUILD_STAGES = ("encoder", "map", "decoder", "pipeline")
 MAX_BATCH = 1024  # the exported graphs' batch dimension range
@@ -114,14 +115,6 @@ def rebuild_command(root: Path | str, stage: str, entry: dict) -> str:
     return " ".join(parts)
 
 
-def _trt():
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise MissingDependency("TensorRT (Python bindings; on Jetson: apt install python3-libnvinfer)", "trt") from exc
-    return tensorrt
-
-
 def network_flags(trt) -> int:
     """Strongly typed on TensorRT 10 (a flag); TensorRT 11 builds nothing else and dropped the flag."""
     flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
@@ -133,7 +126,7 @@ class Builder:
     """One TensorRT builder (and timing cache) for all engines of a psf-build run."""
 
     def __init__(self, options: BuildOptions):
-        self.trt = _trt()
+        self.trt = tensorrt_module()
         self.options = options
         self.logger = self.trt.Logger(self.trt.Logger.WARNING)
         self.builder = self.trt.Builder(self.logger)

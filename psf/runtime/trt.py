@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 CHAIN = ("encoder", "map", "decoder")
 
 
-def _trt():
+def tensorrt_module():
+    """`import tensorrt`, or an error naming the extra (and the apt package on Jetson)."""
     try:
         import tensorrt
     except ImportError as exc:
@@ -75,7 +76,7 @@ def check_engine(manifest: Manifest, stage: str, precision: str, machine: dict |
 def this_machine() -> dict:
     from psf.runtime.cuda import cuda_api
 
-    return {"tensorrt": _trt().__version__, **cuda_api().device_info(0)}
+    return {"tensorrt": tensorrt_module().__version__, **cuda_api().device_info(0)}
 
 
 class _Engine:
@@ -136,7 +137,7 @@ class TrtRunner:
 
         for stage in self.stages:  # the files first: a missing engine is named before TensorRT is even loaded
             check_engine(self.manifest, stage, self.precision, None)
-        trt = _trt()
+        trt = tensorrt_module()
         machine = this_machine()
         paths = [check_engine(self.manifest, s, self.precision, machine) for s in self.stages]
         self.api = cuda_api()
