@@ -18,6 +18,7 @@ Prints one JSON report; nothing here is asserted, the figures are what was measu
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import sys
@@ -178,9 +179,9 @@ def torch_path(checkpoint: Path, deadline: float) -> dict:
     import torch
 
     pipe, _ = load_pipeline(checkpoint)
+    fp16 = copy.deepcopy(pipe).cuda().half()
+    fp16_nhwc = copy.deepcopy(fp16).to(memory_format=torch.channels_last)
     fp32 = pipe.cuda()
-    fp16 = load_pipeline(checkpoint)[0].cuda().half()
-    fp16_nhwc = load_pipeline(checkpoint)[0].cuda().half().to(memory_format=torch.channels_last)
     rows = []
     for batch in BATCHES:
         iters = 300 if batch < 256 else 60
@@ -244,7 +245,7 @@ def accuracy(checkpoint: Path, slices: Path) -> dict:
     out = {}
     with torch.inference_mode():
         for name, dtype in (("fp32", torch.float32), ("fp16", torch.float16)):
-            model = load_pipeline(checkpoint)[0].cuda().to(dtype)
+            model = copy.deepcopy(pipe).cuda().to(dtype)
             probs = model(torch.from_numpy(images).cuda().to(dtype)).float()
             pred = probs.argmax(1).cpu().numpy()
             out[name] = _dice(pred[valid], labels[valid], ckpt["labels"])

@@ -55,8 +55,8 @@ def run_bench(manifest: Manifest, opts: BenchOptions, on_result=None) -> dict:
                 with PowerSampler() as power:  # Jetson only: power and GPU clock while the stage runs
                     timing = time_calls(calls[stage], opts.warmup, opts.iters)
                 row = {"backend": backend, "precision": precision, "batch": batch, "stage": stage, **timing}
-                if power.result():
-                    row["power"] = power.result()
+                if (sampled := power.result()) is not None:
+                    row["power"] = sampled
                 row["slices_per_s"] = round(batch * 1000 / row["p50"], 1)
                 results.append(row)
                 if on_result:

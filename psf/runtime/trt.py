@@ -62,15 +62,23 @@ def check_engine(manifest: Manifest, stage: str, precision: str, machine: dict |
     if source.sha256 != entry["onnx_sha256"]:
         raise EngineMismatch(f"{path} was built from another {source.file} (the bundle was re-exported since); "
                              f"rebuild it with: {rebuild}")
-    if machine is None:
-        return path
+    if machine is not None:
+        check_machine(manifest, stage, precision, machine)
+    return path
+
+
+def check_machine(manifest: Manifest, stage: str, precision: str, machine: dict) -> None:
+    """The recorded engine's TensorRT version and compute capability against this machine's (no file I/O)."""
+    from psf.export.trt_build import rebuild_command
+
+    entry = manifest.engines[stage][precision]
+    path, rebuild = manifest.root / entry["file"], rebuild_command(manifest.root, stage, entry)
     if not tensorrt_compatible(entry["tensorrt"], machine["tensorrt"], bool(entry.get("version_compatible"))):
         raise EngineMismatch(f"{path} was built with TensorRT {entry['tensorrt']}, this machine has {machine['tensorrt']}; "
                              f"rebuild it here with: {rebuild}")
     if entry["compute_capability"] != machine["compute_capability"]:
         raise EngineMismatch(f"{path} was built for compute capability {entry['compute_capability']} ({entry['gpu']}), "
                              f"this GPU is {machine['compute_capability']}; rebuild it here with: {rebuild}")
-    return path
 
 
 def this_machine() -> dict:
@@ -135,11 +143,12 @@ class TrtRunner:
             return self
         from psf.runtime.cuda import PinnedArray, Stream, cuda_api
 
-        for stage in self.stages:  # the files first: a missing engine is named before TensorRT is even loaded
-            check_engine(self.manifest, stage, self.precision, None)
+        # The files first (a missing engine is named before TensorRT is even loaded), then this machine.
+        paths = [check_engine(self.manifest, s, self.precision, None) for s in self.stages]
         trt = tensorrt_module()
         machine = this_machine()
-        paths = [check_engine(self.manifest, s, self.precision, machine) for s in self.stages]
+        for stage in self.stages:
+            check_machine(self.manifest, stage, self.precision, machine)
         self.api = cuda_api()
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         if any(self.manifest.engines[s][self.precision].get("version_compatible") for s in self.stages):
