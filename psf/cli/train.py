@@ -34,6 +34,7 @@ def train(
     rounds: Annotated[int, typer.Option(help="With --center: federated-averaging rounds.")] = 4,
     compare_alone: Annotated[bool, typer.Option(help="With --center: also train each center alone with the same budget and compare Dice per center.")] = False,
     key: Annotated[Optional[Path], typer.Option(help="Consortium key file (psf key new): latents are keyed before the server sees them; export and audit then need it too.")] = None,
+    membership_defense: Annotated[str, typer.Option(help="How the server trains the mapping net: 'distill' (teachers on halves of the slices label each slice with the prediction of the teacher that never saw it; the deployed net learns only those labels, which blunts membership inference) or 'none' (direct training on the pairs, the default: see README for the trade).")] = "none",
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -43,7 +44,7 @@ def train(
 
 def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | None, quiet: bool, views: int, seed: int,
            threads: int | None, baseline: str | None, center: list[str] | None, rounds: int, compare_alone: bool,
-           latent_augment: str, key: Path | None, **model_sizes) -> None:
+           latent_augment: str, key: Path | None, membership_defense: str, **model_sizes) -> None:
     from psf.models.config import ModelConfig
     from psf.progress import stderr
     from psf.train.run import TrainOptions, run_training
@@ -55,6 +56,10 @@ def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | No
     from psf.train.latent_augment import LatentAugment
 
     latent_augment = LatentAugment.from_names(latent_augment).names()  # refuses unknown names early
+    from psf.train.distill import DEFENSES
+
+    if membership_defense not in DEFENSES:
+        raise UsageError(f"--membership-defense {membership_defense!r}: choose one of {', '.join(DEFENSES)}")
     if baseline not in (None, "unet"):
         raise UsageError(f"--baseline {baseline!r}: the only baseline is 'unet'")
     if threads:
@@ -68,7 +73,8 @@ def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | No
             raise UsageError("--baseline trains on one data set; run it per center")
         return _train_centers(center, out, rounds, compare_alone, TrainOptions(
             data=Path("."), out=out, model=ModelConfig(**model_sizes), minutes=minutes, epochs=epochs, views=views,
-            latent_augment=latent_augment, seed=seed, threads=threads, quiet=quiet, key=key))
+            latent_augment=latent_augment, seed=seed, threads=threads, quiet=quiet, key=key,
+            membership_defense=membership_defense))
     if baseline and key:
         raise UsageError("--baseline trains a plain U-Net on raw images: it has no latents to key; drop --key")
     if baseline:
@@ -81,7 +87,7 @@ def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | No
         model.check()
         result = run_training(TrainOptions(data=data, out=out, model=model, minutes=minutes, epochs=epochs, views=views,
                                            latent_augment=latent_augment, seed=seed, threads=threads, quiet=quiet,
-                                           key=key))
+                                           key=key, membership_defense=membership_defense))
     test = result["metrics"]["test"]
     report_path = out.with_suffix(".json")
     from psf.io.atomic import write_text_atomic

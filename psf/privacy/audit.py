@@ -98,7 +98,8 @@ def run_audit(opts: AuditOptions) -> dict:
     stderr.print(f"audit: {opts.model} on {opts.data} (train {len(train.images)}, val {len(val.images)}, "
                  f"test {len(test.images)} slices), budget {opts.minutes:g} min")
     report: dict = {"model": str(opts.model), "data": str(opts.data), "budget_minutes": opts.minutes,
-                    "key_id": key.key_id if key else None}
+                    "key_id": key.key_id if key else None,
+                    "membership_defense": ckpt.get("training", {}).get("options", {}).get("membership_defense", "none")}
     recon: dict[str, np.ndarray] = {}
 
     # Baselines that need no latent: the mean training image; later, the inverter fed random latents.
@@ -131,7 +132,7 @@ def run_audit(opts: AuditOptions) -> dict:
 
     # c. Membership inference against the mapping net.
     report["membership"] = _membership(nets, train, val, test, budget * SHARES["reference_map"], opts, gen)
-    report["membership_auc"] = max(report["membership"][a]["auc"] for a in ("loss_threshold", "reference_model"))
+    report["membership_auc"] = membership.headline_auc(report["membership"], ("loss_threshold", "reference_model"))
 
     # d. Encoded-data analysis: a linear probe fitted on the same k leaked pairs, and channel statistics.
     probes = []

@@ -45,3 +45,11 @@ def attack_report(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> di
             "tpr_at_1pct_fpr": round(tpr_at_fpr(member_scores, nonmember_scores, 0.01), 4),
             "tpr_at_0.1pct_fpr": round(tpr_at_fpr(member_scores, nonmember_scores, 0.001), 4),
             "members": int(len(member_scores)), "nonmembers": int(len(nonmember_scores))}
+
+
+def headline_auc(attacks: dict, names: tuple[str, ...]) -> float:
+    """The strongest attack's AUC, read in whichever direction is better for the attacker.
+
+    An AUC well below 0.5 leaks as much as one above: a defense that over-corrects (members now look
+    *less* like members) is found out by an attacker who calibrates on shadow data. So max(AUC, 1 - AUC)."""
+    return max(max(attacks[n]["auc"], round(1 - attacks[n]["auc"], 4)) for n in names)

@@ -37,7 +37,8 @@ def write_reports(report: dict, out: Path) -> dict[str, Path]:
 
 def markdown(r: dict) -> str:
     keyed = f"consortium key {r['key_id']}" if r.get("key_id") else "no consortium key"
-    lines = [f"# Privacy audit of {r['model']}", "", f"Data: {r['data']}; {keyed}; budget {r['budget_minutes']} min, "
+    defense = f"membership defense: {r.get('membership_defense', 'none')}"
+    lines = [f"# Privacy audit of {r['model']}", "", f"Data: {r['data']}; {keyed}; {defense}; budget {r['budget_minutes']} min, "
              f"took {r['seconds']} s. Leaked-decoder headline: the best keyless attack ({r['leaked_decoder']['attack']}; "
              f"after an intensity fit: {r['leaked_decoder']['after_intensity_fit_k10'].get('attack', r['leaked_decoder']['attack'])}).", "",
              "## Images: what an attacker recovers from z_image (test slices; SSIM over real pixels)", "",

@@ -72,3 +72,8 @@ def augmented_views(images: torch.Tensor, labels: torch.Tensor, num_classes: int
             out_x.append(x)
             out_y.append(soft.argmax(1).to(labels.dtype))
     return torch.cat(out_x), torch.cat(out_y)
+
+
+def view_slices(slices: int, views: int) -> torch.Tensor:
+    """The slice each of augmented_views' outputs was made from (its layout: view-major, slice-minor)."""
+    return torch.arange(slices).repeat(views)

@@ -5,8 +5,14 @@ center starts from the shared autoencoders, trains them on its own views only, a
 the new shared weights are the average weighted by each center's number of training slices. Weights
 leave a center, images and masks do not (weights can leak data too: that is for psf-audit to measure,
 not assumed away). Then every center encodes its own pairs with the shared encoders and the server
-trains one mapping net on all centers' latents. Simulated here in one process, sequentially, with the
-same total time budget as a single-center run.
+trains one mapping net on all centers' latents.
+
+Budget: `--minutes` is what each participant spends, as in a real federation where the centers train
+at the same time on their own machines: every center's client stages get, over all rounds, the time a
+center training alone gets, and the server's stage gets the single-center server budget. Simulated here
+in one process, the centers run one after another, so the run's wall time is longer than a
+single-center run's (about centers x the client share). An earlier version split one budget over the
+centers instead; each center then trained a third as long as alone (RESULTS.md, multi-center).
 """
 
 from __future__ import annotations
@@ -23,12 +29,11 @@ from psf.errors import UsageError
 from psf.models import build_networks
 from psf.pipeline.preprocess import DEFAULT_NORMALIZATION
 from psf.progress import stderr
-from psf.train.augment import augmented_views
+from psf.train.augment import augmented_views, view_slices
 from psf.train.checkpoint import save_checkpoint
 from psf.train.data import SliceSet, load_split
-from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget
-from psf.train.run import TrainOptions, evaluate, load_key, stage_options
+from psf.train.run import TrainOptions, evaluate, load_key, server_stage, stage_options
 from psf.train.stages import (
     EncodedPairs,
     StageOptions,
@@ -36,7 +41,6 @@ from psf.train.stages import (
     client_optimizer,
     encode_pairs,
     train_image_autoencoder,
-    train_mapping,
     train_mask_autoencoder,
 )
 
@@ -99,7 +103,8 @@ def run_multicenter(opts: TrainOptions, centers: list[Center], rounds: int = 4) 
         stderr.print(f"center {c.name}: {', '.join(f'{s} {len(d)}' for s, d in splits[c.name].items())} slices from {c.data}")
     views = {c.name: Views(*augmented_views(torch.from_numpy(splits[c.name]["train"].images),
                                             torch.from_numpy(splits[c.name]["train"].labels),
-                                            opts.model.num_classes, opts.views, gen)) for c in centers}
+                                            opts.model.num_classes, opts.views, gen),
+                           slices=view_slices(len(splits[c.name]["train"]), opts.views)) for c in centers}
     nets = build_networks(opts.model)
     key = load_key(opts.key, opts.model)  # one consortium key: every center keys its latents the same way
     sizes = [len(splits[c.name]["train"]) for c in centers]
@@ -114,8 +119,8 @@ def run_multicenter(opts: TrainOptions, centers: list[Center], rounds: int = 4) 
         for c in centers:
             _load_client_states(nets, shared)  # in place: the optimizers keep pointing at these tensors
             image_opt, mask_opt = optimizers[c.name]
-            train_image_autoencoder(nets, views[c.name], _stage(opts, "image_ae", len(centers), rounds, r), gen, image_opt)
-            train_mask_autoencoder(nets, views[c.name], _stage(opts, "mask_ae", len(centers), rounds, r), gen, opt=mask_opt)
+            train_image_autoencoder(nets, views[c.name], _stage(opts, "image_ae", rounds, r), gen, image_opt)
+            train_mask_autoencoder(nets, views[c.name], _stage(opts, "mask_ae", rounds, r), gen, opt=mask_opt)
             returned.append(_client_states(nets))
         averaged = {name: average_states([s[name] for s in returned], sizes) for name in CLIENT_NETWORKS}
         _load_client_states(nets, averaged)
@@ -123,10 +128,11 @@ def run_multicenter(opts: TrainOptions, centers: list[Center], rounds: int = 4) 
         stderr.print(f"federated round {r + 1}/{rounds}: averaged {len(centers)} centers' autoencoders (weights {sizes})")
     # Each center encodes only its own pairs; the server sees latents from all of them.
     pairs = [encode_pairs(nets, views[c.name], key=key) for c in centers]
-    server_pairs = EncodedPairs(torch.cat([p.z_image for p in pairs]), torch.cat([p.z_mask for p in pairs]))
+    offsets = np.cumsum([0] + sizes[:-1])  # slice groups stay distinct across centers
+    server_pairs = EncodedPairs(torch.cat([p.z_image for p in pairs]), torch.cat([p.z_mask for p in pairs]),
+                                torch.cat([p.groups + int(o) for p, o in zip(pairs, offsets)]))
     stderr.print(f"server: {len(server_pairs)} encoded pairs from {len(centers)} centers")
-    log["mapping"] = train_mapping(nets.mapping, server_pairs, stage_options(opts, "mapping"), gen,
-                                   LatentAugment.from_names(opts.latent_augment))
+    nets.mapping, log["mapping"] = server_stage(opts, nets.mapping, server_pairs, gen)
     nets.eval()
     metrics = {
         "val": evaluate(nets, _concat([splits[c.name]["val"] for c in centers]), opts.labels, key),
@@ -140,11 +146,11 @@ def run_multicenter(opts: TrainOptions, centers: list[Center], rounds: int = 4) 
     return {"metrics": metrics, "training": training}
 
 
-def _stage(opts: TrainOptions, stage: str, centers: int, rounds: int, r: int) -> StageOptions:
-    """One center's part of a client stage in round r: 1/(rounds x centers) of the stage's time budget
-    (the same total as one center alone) or 1/rounds of its epochs, on round r's slice of the schedule."""
+def _stage(opts: TrainOptions, stage: str, rounds: int, r: int) -> StageOptions:
+    """One center's part of a client stage in round r: 1/rounds of the stage's time or epoch budget (over
+    all rounds, what the center would spend training alone), on round r's slice of the schedule."""
     base = stage_options(opts, stage)
-    seconds = None if base.budget.seconds is None else base.budget.seconds / (rounds * centers)
+    seconds = None if base.budget.seconds is None else base.budget.seconds / rounds
     epochs = None if base.budget.epochs is None else max(1, round(base.budget.epochs / rounds))
     return StageOptions(Budget(seconds=seconds, epochs=epochs), base.batch_size, base.lr, base.crop, base.quiet,
                         schedule=(r / rounds, (r + 1) / rounds))

@@ -14,7 +14,7 @@ from psf.models import build_networks
 from psf.models.config import ModelConfig
 from psf.pipeline.preprocess import DEFAULT_NORMALIZATION
 from psf.progress import stderr
-from psf.train.augment import augmented_views
+from psf.train.augment import augmented_views, view_slices
 from psf.train.checkpoint import save_checkpoint
 from psf.train.data import SliceSet, load_split
 from psf.train.latent_augment import LatentAugment
@@ -45,6 +45,7 @@ class TrainOptions:
     views: int = 12
     latent_augment: str = "shift"  # the server's encoded-data augmentations (psf.train.latent_augment)
     key: Path | None = None  # consortium key file (psf.models.key): latents are keyed before the server stage
+    membership_defense: str = "none"  # how the server trains its mapping net (psf.train.distill): none | distill
     seed: int = 0
     threads: int | None = None
     labels: tuple[str, ...] = ("other", "grey_matter", "white_matter")
@@ -82,7 +83,7 @@ def run_training(opts: TrainOptions) -> dict:
     key = load_key(opts.key, opts.model)
     train = splits["train"]
     views = Views(*augmented_views(torch.from_numpy(train.images), torch.from_numpy(train.labels),
-                                   opts.model.num_classes, opts.views, gen))
+                                   opts.model.num_classes, opts.views, gen), slices=view_slices(len(train), opts.views))
     log = {
         "image_ae": train_image_autoencoder(nets, views, stage_options(opts, "image_ae"), gen),
         "mask_ae": train_mask_autoencoder(nets, views, stage_options(opts, "mask_ae"), gen),
@@ -90,8 +91,7 @@ def run_training(opts: TrainOptions) -> dict:
     pairs = encode_pairs(nets, views, key=key)
     stderr.print(f"client: encoded {len(pairs)} pairs ({opts.views} views per slice) for the server"
                  + (f", keyed with consortium key {key.key_id}" if key else ""))
-    log["mapping"] = train_mapping(nets.mapping, pairs, stage_options(opts, "mapping"), gen,
-                                   LatentAugment.from_names(opts.latent_augment))
+    nets.mapping, log["mapping"] = server_stage(opts, nets.mapping, pairs, gen)
     nets.eval()
     metrics = {
         "val": evaluate(nets, splits["val"], opts.labels, key),
@@ -106,6 +106,17 @@ def run_training(opts: TrainOptions) -> dict:
     }
     save_checkpoint(opts.out, nets, list(opts.labels), norm, metrics, training, key_id=key.key_id if key else None)
     return {"metrics": metrics, "training": training}
+
+
+def server_stage(opts: TrainOptions, mapping: torch.nn.Module, pairs, gen: torch.Generator):
+    """Train the server's mapping net on encoded pairs (`mapping` itself, or with the distill defense a
+    student built fresh): (net, log)."""
+    from psf.train.distill import train_mapping_distilled
+
+    augment = LatentAugment.from_names(opts.latent_augment)
+    if opts.membership_defense == "distill":
+        return train_mapping_distilled(opts.model, pairs, stage_options(opts, "mapping"), gen, augment)
+    return mapping, train_mapping(mapping, pairs, stage_options(opts, "mapping"), gen, augment)
 
 
 def load_key(path: Path | None, model: ModelConfig):

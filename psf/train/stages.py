@@ -21,10 +21,12 @@ from psf.train.loop import Budget, cosine_lr, run_loop
 
 @dataclass
 class Views:
-    """Client-side training material: augmented images (n, 1, S, S) float32 and labels (n, S, S) uint8."""
+    """Client-side training material: augmented images (n, 1, S, S) float32 and labels (n, S, S) uint8;
+    `slices`: which training slice each view was made from (None: every view its own)."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    slices: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -107,10 +109,13 @@ def train_mask_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen
 
 @dataclass
 class EncodedPairs:
-    """What the server receives: image latents z_x and mask latents z_y, (n, c, g, g) float32 each."""
+    """What the server receives: image latents z_x and mask latents z_y, (n, c, g, g) float32 each, and
+    `groups`, an integer per pair that is equal for the views of one slice (no other information): the
+    membership defense (psf.train.distill) keeps a slice's views on one side of its split."""
 
     z_image: torch.Tensor
     z_mask: torch.Tensor
+    groups: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.z_image)
@@ -134,11 +139,11 @@ def encode_pairs(nets: Networks, views: Views, batch_size: int = 64, key=None) -
     zx, zy = torch.cat(zx), torch.cat(zy)
     if key is not None:
         zx, zy = key.image.forward_module()(zx), key.mask.forward_module()(zy)
-    return EncodedPairs(zx, zy)
+    return EncodedPairs(zx, zy, views.slices)
 
 
 def train_mapping(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageOptions, gen: torch.Generator,
-                  augment: LatentAugment = LatentAugment()) -> dict:
+                  augment: LatentAugment = LatentAugment(), name: str = "server: mapping net") -> dict:
     """Server stage 3: M(z_x) -> z_y by MSE on encoded-data-augmented pairs (default: consistent latent crops)."""
     if not isinstance(pairs, EncodedPairs):
         raise TypeError("the server stage trains on EncodedPairs (latents) only")
@@ -154,7 +159,7 @@ def train_mapping(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageOpti
         opt.step()
         return loss.item()
 
-    return run_loop("server: mapping net", step, len(pairs), opts.batch_size, opts.budget, gen, opts.quiet)
+    return run_loop(name, step, len(pairs), opts.batch_size, opts.budget, gen, opts.quiet)
 
 
 @torch.no_grad()

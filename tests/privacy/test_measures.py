@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from psf.privacy.membership import attack_report, roc_auc, tpr_at_fpr
+from psf.privacy.membership import attack_report, headline_auc, roc_auc, tpr_at_fpr
 from psf.privacy.probe import apply_probe, fit_probe
 from psf.privacy.similarity import ssim_psnr
 
@@ -22,6 +22,13 @@ def test_auc_and_tpr_on_known_separations():
     # Non-members 0..99. 1% FPR lets one non-member (99) through: threshold 98, members 99..149 pass.
     assert tpr_at_fpr(members, nonmembers, 0.01) == pytest.approx(0.51)
     assert tpr_at_fpr(members, nonmembers, 0.0) == pytest.approx(0.50)  # threshold 99: members 100..149
+
+
+def test_headline_auc_counts_an_over_corrected_attack_too():
+    """AUC 0.40 leaks like 0.60: the attacker reads the score the other way round."""
+    attacks = {"loss_threshold": {"auc": 0.52}, "reference_model": {"auc": 0.40}}
+    assert headline_auc(attacks, ("loss_threshold", "reference_model")) == pytest.approx(0.60)
+    assert headline_auc(attacks, ("loss_threshold",)) == pytest.approx(0.52)
 
 
 def test_ssim_is_one_for_identity_and_low_for_noise():

@@ -32,8 +32,10 @@ def test_two_centers_train_one_model_with_per_center_dice(tmp_path):
     out = tmp_path / "fed.pt"
     result = run_cli("train", "--center", f"a={tmp_path / 'centers' / 'center_a'}", "--center",
                      f"b={tmp_path / 'centers' / 'center_b'}", "-o", str(out), "--minutes", "0.5", "--views", "2",
-                     "--rounds", "2", "--client-width", "8", "--map-width", "8", "-q", check=True)
+                     "--rounds", "2", "--client-width", "8", "--map-width", "8", "--membership-defense", "distill",
+                     "-q", check=True)
     report = json.loads(out.with_suffix(".json").read_text())
+    assert report["training"]["stages"]["mapping"]["defense"] == "distill"  # slices of both centers split into folds
     assert set(report["metrics"]["centers"]) == {"a", "b"}
     assert report["training"]["federated_rounds"] == 2 and len(report["training"]["stages"]["rounds"]) == 2
     assert all(0.2 < m["mean_dice"] <= 1 for m in report["metrics"]["centers"].values())
@@ -44,3 +46,15 @@ def test_two_centers_train_one_model_with_per_center_dice(tmp_path):
 def test_train_refuses_data_and_centers_together(tmp_path):
     result = run_cli("train", str(tmp_path), "--center", f"a={tmp_path}", "--center", f"b={tmp_path}")
     assert result.returncode == 1 and "not both" in result.stderr
+
+
+def test_each_center_gets_the_budget_it_would_have_alone(tmp_path):
+    """Centers of a federation train in parallel: over all rounds, each spends what it would alone."""
+    from psf.train.multicenter import _stage
+    from psf.train.run import TrainOptions, stage_options
+
+    opts = TrainOptions(data=tmp_path, out=tmp_path / "m.pt", minutes=10)
+    for stage in ("image_ae", "mask_ae"):
+        rounds = [_stage(opts, stage, 4, r) for r in range(4)]
+        assert sum(o.budget.seconds for o in rounds) == pytest.approx(stage_options(opts, stage).budget.seconds)
+        assert [o.schedule for o in rounds] == [(0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0)]
