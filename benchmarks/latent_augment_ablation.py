@@ -21,18 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from psf.io.atomic import write_text_atomic
 from psf.models.mapping import MappingNet
-from psf.pipeline.preprocess import DEFAULT_NORMALIZATION
-from psf.privacy.audit import map_losses, encode_split
+from psf.privacy.audit import map_losses
 from psf.privacy.membership import roc_auc
-from psf.train.augment import augmented_views
-from psf.train.checkpoint import load_checkpoint
-from psf.train.data import load_split
 from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget
 from psf.train.run import evaluate
-from psf.train.stages import StageOptions, Views, encode_pairs, train_mapping
+from psf.train.stages import StageOptions, train_mapping
+
+from fixed_autoencoders import encode_with_fixed_clients, write_outputs  # benchmarks/, beside this script
 
 VARIANTS = ["none", "shift", "shift,flip", "shift,rot90", "shift,token_dropout", "shift,mix", "shift,noise",
             "shift,flip,rot90,token_dropout,mix,noise", "shift"]  # "shift" again: the noise floor
@@ -49,16 +46,8 @@ def main() -> None:
     parser.add_argument("--variants", help="semicolon-separated augmentation sets (default: the nine of the table)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    nets, ckpt = load_checkpoint(args.model)
-    labels = tuple(ckpt["labels"])
-    size = nets.config.image_size
-    splits = {s: load_split(args.data, s, size, DEFAULT_NORMALIZATION) for s in ("train", "val", "test")}
-    gen = torch.Generator().manual_seed(0)
-    train = splits["train"]
-    views = Views(*augmented_views(torch.from_numpy(train.images), torch.from_numpy(train.labels), nets.config.num_classes,
-                                   args.views, gen))
-    pairs = encode_pairs(nets, views)
-    encoded = {s: encode_split(nets, splits[s]) for s in ("train", "val", "test")}
+    fixed = encode_with_fixed_clients(args.model, args.data, args.views)
+    nets, labels, splits, pairs, encoded = fixed.nets, fixed.labels, fixed.splits, fixed.pairs, fixed.encoded
     rows = []
     for variant in args.variants.split(";") if args.variants else VARIANTS:
         augment = LatentAugment.from_names(variant)
@@ -78,11 +67,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     table = ["| server augmentation | Dice GM | Dice WM | mean | membership AUC (loss threshold) | steps |", "|---|---|---|---|---|---|"]
     table += [f"| {r['augment']} | {r['dice_gm']} | {r['dice_wm']} | {r['mean_dice']} | {r['membership_auc']} | {r['steps']} |" for r in rows]
-    write_text_atomic(args.out.with_suffix(".json"), json.dumps({"model": str(args.model), "seconds_per_variant": args.seconds,
-                                                                 "rows": rows}, indent=2) + "\n")
-    write_text_atomic(args.out.with_suffix(".md"), "\n".join(table) + "\n")
-    print("\n".join(table))
-
+    write_outputs(args.out, {"model": str(args.model), "seconds_per_variant": args.seconds}, rows, table)
 
 if __name__ == "__main__":
     main()

@@ -20,19 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from psf.io.atomic import write_text_atomic
 from psf.models.mapping import MappingNet
-from psf.pipeline.preprocess import DEFAULT_NORMALIZATION
-from psf.privacy.audit import encode_split, map_losses
+from psf.privacy.audit import map_losses
 from psf.privacy.membership import headline_auc, roc_auc
-from psf.train.augment import augmented_views, view_slices
-from psf.train.checkpoint import load_checkpoint
-from psf.train.data import load_split
 from psf.train.distill import train_mapping_distilled
 from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget
 from psf.train.run import evaluate
-from psf.train.stages import EncodedPairs, StageOptions, Views, encode_pairs, train_mapping
+from psf.train.stages import EncodedPairs, StageOptions, train_mapping
+
+from fixed_autoencoders import encode_with_fixed_clients, write_outputs  # benchmarks/, beside this script
 
 
 def main() -> None:
@@ -46,14 +43,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/membership-defense"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    nets, ckpt = load_checkpoint(args.model)
-    labels = tuple(ckpt["labels"])
-    splits = {s: load_split(args.data, s, nets.config.image_size, DEFAULT_NORMALIZATION) for s in ("train", "val", "test")}
-    train = splits["train"]
-    views = Views(*augmented_views(torch.from_numpy(train.images), torch.from_numpy(train.labels), nets.config.num_classes,
-                                   12, torch.Generator().manual_seed(0)), slices=view_slices(len(train), 12))
-    pairs = encode_pairs(nets, views)
-    encoded = {s: encode_split(nets, splits[s]) for s in ("train", "val", "test")}
+    fixed = encode_with_fixed_clients(args.model, args.data)
+    nets, labels, splits, pairs, encoded = fixed.nets, fixed.labels, fixed.splits, fixed.pairs, fixed.encoded
     torch.manual_seed(1)
     reference = MappingNet(nets.config)
     train_mapping(reference, EncodedPairs(encoded["val"].z_image, encoded["val"].z_mask),
@@ -87,11 +78,7 @@ def main() -> None:
              "|---|---|---|---|---|---|---|"]
     table += [f"| {r['row']} | {r['dice_gm']} | {r['dice_wm']} | {r['mean_dice']} | {r['loss_threshold_auc']} | "
               f"{r['reference_model_auc']} | {r['two_sided']} |" for r in rows]
-    write_text_atomic(args.out.with_suffix(".json"), json.dumps({"model": str(args.model), "seconds_per_row": args.seconds,
-                                                                 "rows": rows}, indent=2) + "\n")
-    write_text_atomic(args.out.with_suffix(".md"), "\n".join(table) + "\n")
-    print("\n".join(table))
-
+    write_outputs(args.out, {"model": str(args.model), "seconds_per_row": args.seconds}, rows, table)
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,7 @@ from psf.train.distill import fold_of_groups, train_mapping_distilled
 from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget
 from psf.train.stages import EncodedPairs, StageOptions, train_mapping
+from tests.conftest import run_cli
 
 
 def test_folds_keep_every_slice_on_one_side():
@@ -51,7 +52,5 @@ def test_distilled_net_does_not_memorise_its_training_targets():
 
 
 def test_unknown_defense_is_refused_before_training(tmp_path):
-    from tests.conftest import run_cli
-
     result = run_cli("train", str(tmp_path), "--membership-defense", "dp-sgd")
     assert result.returncode == 1 and "--membership-defense 'dp-sgd'" in result.stderr and "none, distill" in result.stderr
