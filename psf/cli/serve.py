@@ -9,6 +9,7 @@ import typer
 
 from psf.cli.common import DebugOpt, reports_errors
 from psf.registry import BACKENDS
+from psf.serve.launch import READY_BANNER
 
 
 def serve(
@@ -73,5 +74,5 @@ def _serve(bundle, grpc_port, http_port, metrics_port, address, backend, precisi
     stderr.print(f"  batching {'on, up to ' + str(max_batch) + f', {max_queue_delay_us} us queue delay' if batching else 'off'}"
                  f" | {instances} instance(s) on {backend} ({precision}) | {payload['up']} B up, {payload['down']} B down per slice (fp16)",
                  highlight=False)
-    stderr.print("  Ctrl-C stops.", highlight=False)
+    stderr.print(f"  {READY_BANNER}", highlight=False)
     server.serve_forever()

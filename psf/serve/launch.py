@@ -19,6 +19,8 @@ from pathlib import Path
 
 from psf.errors import PsfError
 
+READY_BANNER = "Ctrl-C stops."  # the last line psf serve prints once Triton runs with every model bound
+
 
 def free_ports(count: int) -> list[int]:
     """Ports the kernel has just handed out as free (held open together, so they differ)."""
@@ -69,15 +71,20 @@ class LoopbackServer:
         raise PsfError(f"psf serve was not ready after {self.start_timeout_s:.0f} s:\n{self.log_text()[-3000:]}")
 
     def ready(self) -> bool:
-        """Triton's /v2/health/ready and the bundle's fp16 map model ready (HTTP stays on loopback with TLS on).
+        """`psf serve` has printed its banner, and Triton and every wire's map model say ready.
 
-        Triton reports healthy before PyTriton has bound the models, so the model is asked too."""
+        Triton reports healthy before PyTriton has bound the models, and the models one by one: a client
+        started on the fp16 model alone raced the fp32 model's loading and the banner (a CI failure).
+        HTTP stays on loopback with TLS on."""
         from psf.manifest import load_manifest
-        from psf.serve.schema import WireSchema
+        from psf.serve.schema import WIRE_DTYPES, WireSchema
 
-        model = WireSchema.for_bundle(load_manifest(self.bundle), "fp16").model_name
+        if READY_BANNER not in self.log_text():
+            return False
+        manifest = load_manifest(self.bundle)
+        models = [WireSchema.for_bundle(manifest, wire).model_name for wire in WIRE_DTYPES]
         try:
-            for path in ("/v2/health/ready", f"/v2/models/{model}/ready"):
+            for path in ("/v2/health/ready", *(f"/v2/models/{model}/ready" for model in models)):
                 with urllib.request.urlopen(f"{self.http_url}{path}", timeout=2) as answer:
                     if answer.status != 200:
                         return False
