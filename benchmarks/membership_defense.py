@@ -2,10 +2,12 @@
 
 The client autoencoders of a trained model stay fixed; the training slices' views are encoded once, as
 the client sends them. For each row a fresh mapping net is trained with the same seed and time budget,
-directly ("none") or distilled from held-out teachers ("distill:K", psf.train.distill with K folds), then
-scored on the test split (Dice) and attacked twice, as psf-audit does: loss threshold (117 training vs
-48 held-out slices) and a reference model trained on the val split (the attacker's own data), trained
-once and shared by all rows. "two-sided" is max(AUC, 1 - AUC) of the stronger attack (the audit's headline).
+directly ("none") or distilled from held-out teachers ("distill:K[:S[:W]]", psf.train.distill with K
+folds, each teacher on S of them, default K - 1; targets W x teachers' + (1 - W) x true, default W = 1), then
+scored on the test split (Dice) and attacked as psf-audit does (psf.privacy.membership.membership_game):
+loss threshold (training vs held-out slices) and a reference model trained on the val split (the
+attacker's own data) scoring test, one trained on test scoring val, trained once and shared by all rows;
+members from the non-members' span of positions. "two-sided" is max(AUC, 1 - AUC) of the stronger attack (the audit's headline).
 
     python benchmarks/membership_defense.py [demo/model.pt demo/data] [--seconds 324] [--rows "none;distill:2"]
 """
@@ -22,7 +24,7 @@ import torch
 
 from psf.models.mapping import MappingNet
 from psf.privacy.audit import map_losses
-from psf.privacy.membership import headline_auc, roc_auc
+from psf.privacy.membership import headline_auc, membership_game
 from psf.train.distill import train_mapping_distilled
 from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget
@@ -38,7 +40,7 @@ def main() -> None:
     parser.add_argument("data", nargs="?", default="demo/data", type=Path)
     parser.add_argument("--seconds", type=float, default=324.0, help="server budget per row (psf-train's at --minutes 9)")
     parser.add_argument("--reference-seconds", type=float, default=60.0)
-    parser.add_argument("--rows", default="none;distill:2", help="semicolon-separated: none, distill:K")
+    parser.add_argument("--rows", default="none;distill:2", help="semicolon-separated: none, distill:K[:S[:W]]")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/membership-defense"))
     args = parser.parse_args()
@@ -46,12 +48,14 @@ def main() -> None:
     fixed = encode_with_fixed_clients(args.model, args.data)
     nets, labels, splits, pairs, encoded = fixed.nets, fixed.labels, fixed.splits, fixed.pairs, fixed.encoded
     torch.manual_seed(1)
-    reference = MappingNet(nets.config)
-    train_mapping(reference, EncodedPairs(encoded["val"].z_image, encoded["val"].z_mask),
-                  StageOptions(Budget(seconds=args.reference_seconds), batch_size=16, crop=nets.config.grid // 2, quiet=True),
-                  torch.Generator().manual_seed(1))
-    reference.eval()
-    ref_loss = {s: map_losses(reference, encoded[s]) for s in ("train", "test")}
+    references = {}  # the audit's cross-fitted attacker: a reference net on val scores test, one on test scores val
+    for own, scored in (("val", "test"), ("test", "val")):
+        reference = MappingNet(nets.config)
+        train_mapping(reference, EncodedPairs(encoded[own].z_image, encoded[own].z_mask),
+                      StageOptions(Budget(seconds=args.reference_seconds), batch_size=16, crop=nets.config.grid // 2, quiet=True),
+                      torch.Generator().manual_seed(1))
+        reference.eval()
+        references[own] = {s: map_losses(reference, encoded[s]) for s in ("train", scored)}
     opts = StageOptions(Budget(seconds=args.seconds), batch_size=32, crop=nets.config.grid // 2, quiet=True)
     rows = []
     for row in args.rows.split(";"):
@@ -61,23 +65,29 @@ def main() -> None:
             nets.mapping = MappingNet(nets.config)
             train_mapping(nets.mapping, pairs, opts, gen, augment)
         else:
-            nets.mapping, _ = train_mapping_distilled(nets.config, pairs, opts, gen, augment, folds=int(row.split(":")[1]))
+            folds, seen, weight = (row.split(":")[1:] + [None, None])[:3]
+            nets.mapping, _ = train_mapping_distilled(nets.config, pairs, opts, gen, augment, folds=int(folds),
+                                                      seen_folds=int(seen) if seen else None,
+                                                      teacher_weight=float(weight) if weight else 1.0)
         nets.eval()
         test = evaluate(nets, splits["test"], labels)
         loss = {s: map_losses(nets.mapping, e) for s, e in encoded.items()}
-        attacks = {"loss_threshold": {"auc": round(roc_auc(-loss["train"], -np.concatenate([loss["val"], loss["test"]])), 4)},
-                   "reference_model": {"auc": round(roc_auc(ref_loss["train"] - loss["train"], ref_loss["test"] - loss["test"]), 4)}}
+        positions = {s: splits[s].positions for s in ("train", "val", "test")}
+        attacks = membership_game(loss, references, positions)
         rows.append({"row": row, "dice_gm": test["dice"]["grey_matter"], "dice_wm": test["dice"]["white_matter"],
                      "mean_dice": test["mean_dice"], "loss_threshold_auc": attacks["loss_threshold"]["auc"],
                      "reference_model_auc": attacks["reference_model"]["auc"],
-                     "two_sided": headline_auc(attacks, tuple(attacks)),
+                     "two_sided": headline_auc(attacks, ("loss_threshold", "reference_model")),
+                     "blind_baseline_auc": attacks["blind_baseline"]["auc"],
+                     "all_members_two_sided": headline_auc(attacks["all_members"], ("loss_threshold", "reference_model")),
                      "mean_loss": {s: round(float(v.mean()), 5) for s, v in loss.items()},
+                     "slice_losses": {s: [round(float(x), 6) for x in v] for s, v in loss.items()},  # to re-score offline
                      "seconds": round(time.perf_counter() - started, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    table = ["| server training | Dice GM | Dice WM | mean | loss-threshold AUC | reference-model AUC | two-sided |",
-             "|---|---|---|---|---|---|---|"]
+    table = ["| server training | Dice GM | Dice WM | mean | loss-threshold AUC | reference-model AUC | two-sided "
+             "| blind baseline | two-sided, all members |", "|---|---|---|---|---|---|---|---|---|"]
     table += [f"| {r['row']} | {r['dice_gm']} | {r['dice_wm']} | {r['mean_dice']} | {r['loss_threshold_auc']} | "
-              f"{r['reference_model_auc']} | {r['two_sided']} |" for r in rows]
+              f"{r['reference_model_auc']} | {r['two_sided']} | {r['blind_baseline_auc']} | {r['all_members_two_sided']} |" for r in rows]
     write_outputs(args.out, {"model": str(args.model), "seconds_per_row": args.seconds}, rows, table)
 
 if __name__ == "__main__":

@@ -3,9 +3,13 @@
 The attacker is the server itself (it holds the mapping net and sees encoded pairs). Scores are
 per-slice losses |M(z_x) - z_y|^2; a lower loss says "member". Two attacks:
 - loss threshold: the raw loss;
-- reference (shadow) model: a second mapping net the attacker trains on data it owns (the val split),
-  and the score is target loss - reference loss, which removes how hard each slice is in itself
-  (difficulty calibration; Watson et al., ICLR 2022; the idea behind LiRA's offline variant).
+- reference (shadow) model: a second mapping net the attacker trains on data it owns, and the score is
+  target loss - reference loss, which removes how hard each slice is in itself (difficulty calibration;
+  Watson et al., ICLR 2022; the idea behind LiRA's offline variant). Cross-fitted: one reference trained
+  on val scores the test slices, one trained on test scores the val slices, so every held-out slice is a
+  non-member and no reference scores a slice it was trained on.
+An attack may pool several comparisons (members vs one group of non-members, each with its own
+reference); its AUC counts member/non-member pairs within each comparison only.
 """
 
 from __future__ import annotations
@@ -13,11 +17,30 @@ from __future__ import annotations
 import numpy as np
 
 
+RADIUS_MM = 10.0  # members this close to a non-member share its anatomy (the demo's held-out blocks are 8 mm)
+
+
+def neighbours(member_positions: np.ndarray, nonmember_positions: np.ndarray, radius_mm: float = RADIUS_MM) -> np.ndarray:
+    """(non-members, members) bool: which members lie within `radius_mm` of each non-member along the slice axis.
+
+    Loss depends on anatomy tenfold more than on membership (near-empty slices above the brain are
+    easy for every model), so the fair game compares a non-member only with members of its own anatomy."""
+    return np.abs(nonmember_positions[:, None] - member_positions[None, :]) <= radius_mm + 1e-6
+
+
 def roc_auc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
     """P(score of a random member > score of a random non-member), ties counted half (Mann-Whitney)."""
-    m, n = np.asarray(member_scores, float), np.asarray(nonmember_scores, float)
-    greater = (m[:, None] > n[None, :]).sum() + 0.5 * (m[:, None] == n[None, :]).sum()
-    return float(greater / (len(m) * len(n)))
+    return pooled_auc([(member_scores, nonmember_scores)])
+
+
+def pooled_auc(comparisons: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """roc_auc over the member/non-member pairs of every comparison together (pairs never cross comparisons)."""
+    greater = pairs = 0.0
+    for member_scores, nonmember_scores in comparisons:
+        m, n = np.asarray(member_scores, float), np.asarray(nonmember_scores, float)
+        greater += (m[:, None] > n[None, :]).sum() + 0.5 * (m[:, None] == n[None, :]).sum()
+        pairs += len(m) * len(n)
+    return float(greater / pairs)
 
 
 def tpr_at_fpr(member_scores: np.ndarray, nonmember_scores: np.ndarray, fpr: float) -> float:
@@ -31,20 +54,28 @@ def tpr_at_fpr(member_scores: np.ndarray, nonmember_scores: np.ndarray, fpr: flo
     return float((np.asarray(member_scores) > threshold).mean())
 
 
-def bootstrap_auc_ci(member_scores: np.ndarray, nonmember_scores: np.ndarray, rounds: int = 1000, seed: int = 0) -> list[float]:
-    """95% interval of the AUC over resamples of both groups: with ~100 slices a side, the AUC moves by +-0.05."""
+def bootstrap_auc_ci(comparisons: list[tuple[np.ndarray, np.ndarray]], rounds: int = 1000, seed: int = 0,
+                     strata: bool = False) -> list[float]:
+    """95% interval of the pooled AUC over resamples: of every group, or (strata) of the strata themselves and
+    the members within each. Neighbouring slices are alike, so even this is narrower than the truth."""
     rng = np.random.default_rng(seed)
-    m, n = np.asarray(member_scores, float), np.asarray(nonmember_scores, float)
-    aucs = [roc_auc(rng.choice(m, len(m)), rng.choice(n, len(n))) for _ in range(rounds)]
+    groups = [(np.asarray(m, float), np.asarray(n, float)) for m, n in comparisons]
+    def resample():
+        picked = [groups[i] for i in rng.integers(0, len(groups), len(groups))] if strata else groups
+        return [(rng.choice(m, len(m)), rng.choice(n, len(n))) for m, n in picked]
+    aucs = [pooled_auc(resample()) for _ in range(rounds)]
     return [round(float(q), 4) for q in np.percentile(aucs, [2.5, 97.5])]
 
 
-def attack_report(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> dict:
-    return {"auc": round(roc_auc(member_scores, nonmember_scores), 4),
-            "auc_ci95": bootstrap_auc_ci(member_scores, nonmember_scores),
-            "tpr_at_1pct_fpr": round(tpr_at_fpr(member_scores, nonmember_scores, 0.01), 4),
-            "tpr_at_0.1pct_fpr": round(tpr_at_fpr(member_scores, nonmember_scores, 0.001), 4),
-            "members": int(len(member_scores)), "nonmembers": int(len(nonmember_scores))}
+def attack_report(*comparisons: tuple[np.ndarray, np.ndarray], strata: bool = False) -> dict:
+    """AUC and its CI; TPR at low FPR (mean over comparisons, weighted by their non-members) for a global
+    threshold only: within one-slice strata it is not defined."""
+    weights = np.array([len(n) for _, n in comparisons], float)
+    tpr = lambda fpr: None if strata else round(float(np.average([tpr_at_fpr(m, n, fpr) for m, n in comparisons], weights=weights)), 4)  # noqa: E731
+    return {"auc": round(pooled_auc(list(comparisons)), 4),
+            "auc_ci95": bootstrap_auc_ci(list(comparisons), strata=strata),
+            "tpr_at_1pct_fpr": tpr(0.01), "tpr_at_0.1pct_fpr": tpr(0.001),
+            "members": max(len(m) for m, _ in comparisons), "nonmembers": int(weights.sum())}
 
 
 def headline_auc(attacks: dict, names: tuple[str, ...]) -> float:
@@ -53,3 +84,39 @@ def headline_auc(attacks: dict, names: tuple[str, ...]) -> float:
     An AUC well below 0.5 leaks as much as one above: a defense that over-corrects (members now look
     *less* like members) is found out by an attacker who calibrates on shadow data. So max(AUC, 1 - AUC)."""
     return max(max(attacks[n]["auc"], round(1 - attacks[n]["auc"], 4)) for n in names)
+
+
+def membership_game(target: dict[str, np.ndarray], references: dict[str, dict[str, np.ndarray]],
+                    positions: dict[str, np.ndarray | None], radius_mm: float = RADIUS_MM) -> dict:
+    """Every attack from per-slice losses: `target` (train/val/test) of the attacked net; `references[s]`
+    (train and the other held-out split) of the attacker's net trained on split s (val, test); `positions`
+    (train/val/test, mm or None).
+
+    Headline rows are stratified by anatomy: each non-member against the members within `radius_mm`
+    (neighbours), AUC pooled over those pairs; `all_members` is the same attack with one global threshold
+    over every member and non-member. The blind baseline scores by the reference loss alone: what
+    anatomy and difficulty give away without a single query to the target. Without positions the
+    stratified rows fall back to the global ones."""
+    held_out, other = ("val", "test"), {"val": "test", "test": "val"}
+    known = all(positions[s] is not None for s in ("train", *held_out))
+    attacks = {  # attack: [(member scores, non-member scores, positions of those non-members), ...]
+        "loss_threshold": [(-target["train"], -target[s], positions[s]) for s in held_out],
+        "reference_model": [(ref["train"] - target["train"], ref[other[s]] - target[other[s]], positions[other[s]])
+                            for s, ref in references.items()],
+        "blind_baseline": [(-ref["train"], -ref[other[s]], positions[other[s]]) for s, ref in references.items()],
+    }
+    report, global_threshold = {}, {}
+    for name, comparisons in attacks.items():
+        global_threshold[name] = attack_report(*((m, n) for m, n, _ in comparisons))
+        if not known:
+            report[name] = global_threshold[name]
+            continue
+        strata, used = [], np.zeros(len(positions["train"]), bool)
+        for members, nonmembers, where in comparisons:
+            for j, near in enumerate(neighbours(positions["train"], where, radius_mm)):
+                if near.any():
+                    strata.append((members[near], nonmembers[j : j + 1]))
+                    used |= near
+        report[name] = {**attack_report(*strata, strata=True), "members": int(used.sum()),
+                        "nonmembers_without_neighbours": sum(len(n) for _, n, _ in comparisons) - len(strata)}
+    return {**report, "all_members": global_threshold, "radius_mm": radius_mm if known else None}

@@ -56,11 +56,20 @@ def markdown(r: dict) -> str:
     lines += [f"| known-plaintext inversion, k={row['k']} | {row['dice']} |" for row in r["mask"]["inversion"]]
     lines += [f"| linear probe, k={row['k']} | {row['dice']} |" for row in r["mask"]["linear_probe"]]
     lines += ["", "## Membership inference against the mapping net", "",
-              "| attack | AUC (95% bootstrap CI) | TPR at 1% FPR | TPR at 0.1% FPR | members / non-members |", "|---|---|---|---|---|"]
-    for name in ("loss_threshold", "reference_model"):
-        a = r["membership"][name]
-        lines.append(f"| {name.replace('_', ' ')} | {a['auc']} ({a['auc_ci95'][0]}-{a['auc_ci95'][1]}) | {a['tpr_at_1pct_fpr']} | "
-                     f"{a['tpr_at_0.1pct_fpr']} | {a['members']} / {a['nonmembers']} |")
+              f"Headline AUC {r['membership_auc']}: the stronger attack, max(AUC, 1 - AUC), each held-out slice against the "
+              f"training slices within {r['membership'].get('radius_mm')} mm of it (same anatomy); with one global threshold over "
+              f"all slices {r['membership_auc_all_members']}. The blind baseline scores by the attacker's reference-model loss "
+              "alone, without the target: what anatomy and difficulty give away by themselves. TPR at a fixed FPR needs "
+              "one global threshold, so only those rows have it; neighbouring slices are alike, so the CIs are too narrow.", "",
+              "| attack | compared with | AUC (95% bootstrap CI) | TPR at 1% FPR | TPR at 0.1% FPR | members / non-members |",
+              "|---|---|---|---|---|---|"]
+    m = r["membership"]
+    for group, attacks in (("members of the same anatomy", m), ("one global threshold", m["all_members"])):
+        for name in ("loss_threshold", "reference_model", "blind_baseline"):
+            a = attacks[name]
+            tpr = ["-" if a[k] is None else a[k] for k in ("tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")]
+            lines.append(f"| {name.replace('_', ' ')} | {group} | {a['auc']} ({a['auc_ci95'][0]}-{a['auc_ci95'][1]}) | "
+                         f"{tpr[0]} | {tpr[1]} | {a['members']} / {a['nonmembers']} |")
     lines += ["", "## Latent channels (test slices)", "", "| latent | channel | mean | std | saturated | corr. with content |",
               "|---|---|---|---|---|---|"]
     for which, stats in r["latent_channels"].items():

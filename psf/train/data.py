@@ -21,11 +21,15 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class SliceSet:
-    """images: (n, 1, S, S) float32 in [0, 1]; labels: (n, S, S) uint8; valid: (n, S, S) bool (not padding)."""
+    """images: (n, 1, S, S) float32 in [0, 1]; labels: (n, S, S) uint8; valid: (n, S, S) bool (not padding).
+
+    positions: (n,) world coordinate (mm) of each slice along the slice axis' direction, or None when a
+    scan has no affine; psf-audit uses it to compare members and non-members over the same anatomy."""
 
     images: np.ndarray
     labels: np.ndarray
     valid: np.ndarray
+    positions: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -35,13 +39,14 @@ def load_split(root: Path, split: str, size: int, normalization: dict, axis: int
     images_dir, labels_dir = root / split / "images", root / split / "labels"
     if not images_dir.is_dir():
         raise PsfError(f"{images_dir} does not exist; build a data set with: psf data mni152 {root}")
-    images, labels, valid = [], [], []
+    images, labels, valid, positions = [], [], [], []
     for source in find_scans([images_dir]):
         path = source.path
         label_path = labels_dir / path.name
         if not label_path.is_file():
             raise PsfError(f"{path} has no label file {label_path}")
-        volume = read_scan(path).pixels
+        scan = read_scan(path)
+        volume = scan.pixels
         label = read_scan(label_path).pixels
         if label.shape != volume.shape:
             raise PsfError(f"{label_path} has shape {label.shape}, its image {volume.shape}")
@@ -53,6 +58,18 @@ def load_split(root: Path, split: str, size: int, normalization: dict, axis: int
         lab = fit_slices(to_slices(label, axis), fit)[:, 0]
         labels.append(np.rint(lab).astype(np.uint8))
         valid.append(fit_slices(np.ones_like(img_slices), fit)[:, 0] > 0.5)
+        positions.append(slice_positions(scan.geometry.affine, volume.shape[axis], axis))
     if not images:
         raise PsfError(f"no scans in {images_dir}")
-    return SliceSet(np.concatenate(images), np.concatenate(labels), np.concatenate(valid))
+    known = all(p is not None for p in positions)
+    return SliceSet(np.concatenate(images), np.concatenate(labels), np.concatenate(valid),
+                    np.concatenate(positions) if known else None)
+
+
+def slice_positions(affine: np.ndarray | None, count: int, axis: int = 2) -> np.ndarray | None:
+    """World position (mm) of slices 0..count-1 along the slice axis' own direction; None without an affine."""
+    if affine is None:
+        return None
+    step = np.asarray(affine, float)[:3, axis]
+    normal = step / np.linalg.norm(step)
+    return (np.asarray(affine, float)[:3, 3] @ normal) + np.arange(count) * (step @ normal)

@@ -56,24 +56,37 @@ def _share(opts: StageOptions, share: float) -> StageOptions:
 
 
 def train_mapping_distilled(config: ModelConfig, pairs: EncodedPairs, opts: StageOptions, gen: torch.Generator,
-                            augment: LatentAugment = LatentAugment(), folds: int = 2,
-                            teacher_share: float = 0.5) -> tuple[MappingNet, dict]:
-    """Teachers on `folds` - 1 parts each, held-out predictions as targets, one student: (student, log)."""
+                            augment: LatentAugment = LatentAugment(), folds: int = 2, seen_folds: int | None = None,
+                            teacher_share: float = 0.5, teacher_weight: float = 1.0) -> tuple[MappingNet, dict]:
+    """`folds` teachers, teacher k on `seen_folds` consecutive parts from part k (default all but its own);
+    each pair labelled with the mean prediction of the teachers blind to it; one student: (student, log).
+
+    With seen_folds < folds - 1 every slice has several blind teachers: the student's label for a training
+    slice is then an average, as its own prediction for an unseen slice is (it learned from all teachers)."""
+    seen_folds = folds - 1 if seen_folds is None else seen_folds
+    if not 1 <= seen_folds < folds:
+        from psf.errors import UsageError
+
+        raise UsageError(f"each teacher must see at least one part and not all {folds}; got {seen_folds}")
     groups = pairs.groups if pairs.groups is not None else torch.arange(len(pairs))
     fold = fold_of_groups(groups, folds, gen)
-    targets = torch.empty_like(pairs.z_mask)
-    log: dict = {"defense": "distill", "folds": folds, "teachers": []}
+    total = torch.zeros_like(pairs.z_mask)
+    blind_teachers = torch.zeros(len(pairs))
+    log: dict = {"defense": "distill", "folds": folds, "seen_folds": seen_folds, "teacher_weight": teacher_weight, "teachers": []}
     for k in range(folds):
-        seen = fold != k
+        seen = torch.isin(fold, torch.tensor([(k + i) % folds for i in range(seen_folds)]))
         teacher = MappingNet(config)
         log["teachers"].append(train_mapping(teacher, EncodedPairs(pairs.z_image[seen], pairs.z_mask[seen]),
                                              _share(opts, teacher_share / folds), gen, augment,
                                              name=f"server: teacher {k + 1}/{folds}"))
-        targets[~seen] = _predict(teacher, pairs.z_image[~seen])
+        total[~seen] += _predict(teacher, pairs.z_image[~seen])
+        blind_teachers[~seen] += 1
+    targets = teacher_weight * total / blind_teachers.view(-1, 1, 1, 1) + (1 - teacher_weight) * pairs.z_mask
     student = MappingNet(config)
     log["student"] = train_mapping(student, EncodedPairs(pairs.z_image, targets), _share(opts, 1 - teacher_share), gen,
                                    augment, name="server: mapping net (distilled)")
     if not opts.quiet:
-        stderr.print(f"server: mapping net distilled from {folds} teachers, each blind to {100 // folds} % of the slices")
+        stderr.print(f"server: mapping net distilled from {folds} teachers; each slice labelled by the "
+                     f"{folds - seen_folds} that never saw it")
     log["steps"] = log["student"]["steps"]
     return student, log

@@ -85,7 +85,8 @@ def _load_client_states(nets, states: dict) -> None:
 
 
 def _concat(sets: list[SliceSet]) -> SliceSet:
-    return SliceSet(*(np.concatenate([getattr(s, f) for s in sets]) for f in ("images", "labels", "valid")))
+    positions = None if any(s.positions is None for s in sets) else np.concatenate([s.positions for s in sets])
+    return SliceSet(*(np.concatenate([getattr(s, f) for s in sets]) for f in ("images", "labels", "valid")), positions)
 
 
 def run_multicenter(opts: TrainOptions, centers: list[Center], rounds: int = 4) -> dict:
