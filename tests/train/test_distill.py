@@ -15,15 +15,16 @@ from psf.train.stages import EncodedPairs, StageOptions, train_mapping
 from tests.conftest import run_cli
 
 
-def test_folds_keep_every_slice_on_one_side():
-    groups = torch.arange(9).repeat(4)  # 9 slices x 4 views, view-major as augmented_views lays them out
-    fold = fold_of_groups(groups, 2, torch.Generator().manual_seed(0))
-    for g in range(9):
+def test_folds_keep_every_slice_and_its_neighbours_on_one_side():
+    groups = torch.arange(40).repeat(4)  # 40 slices x 4 views, view-major as augmented_views lays them out
+    fold = fold_of_groups(groups, 2, torch.Generator().manual_seed(0), block=10)
+    for g in range(40):
         assert len(set(fold[groups == g].tolist())) == 1
-    per_fold = [len(set(groups[fold == k].tolist())) for k in range(2)]
-    assert sorted(per_fold) == [4, 5]
+    for start in range(0, 40, 10):  # neighbouring slices (near-duplicates) share a fold
+        assert len(set(fold[(groups >= start) & (groups < start + 10)].tolist())) == 1
+    assert sorted(len(set(groups[fold == k].tolist())) for k in range(2)) == [20, 20]
     with pytest.raises(UsageError, match="membership-defense none"):
-        fold_of_groups(torch.zeros(5, dtype=torch.long), 2, torch.Generator())
+        fold_of_groups(torch.arange(5), 2, torch.Generator(), block=10)
 
 
 def _loss(net, z_x, z_y):
@@ -43,7 +44,8 @@ def test_distilled_net_does_not_memorise_its_training_targets():
     opts = StageOptions(Budget(epochs=80), batch_size=8, crop=16, quiet=True)
     direct = MappingNet(cfg)
     train_mapping(direct, pairs, opts, torch.Generator().manual_seed(0), LatentAugment.from_names("none"))
-    student, log = train_mapping_distilled(cfg, pairs, opts, torch.Generator().manual_seed(0), LatentAugment.from_names("none"))
+    student, log = train_mapping_distilled(cfg, pairs, opts, torch.Generator().manual_seed(0), LatentAugment.from_names("none"),
+                                           block_slices=1)  # noise targets: no neighbours to keep together
     gap_direct = _loss(direct, new_x, new_y) - _loss(direct, zx, zy)
     gap_distilled = _loss(student, new_x, new_y) - _loss(student, zx, zy)
     assert gap_direct > 0.05, f"the direct net should memorise noise (gap {gap_direct:.3f})"
