@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from psf.models.mapping import MappingNet
-from psf.privacy.audit import map_losses
+from psf.privacy.reference import map_losses
 from psf.privacy.membership import roc_auc
 from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget

@@ -34,7 +34,7 @@ def train(
     rounds: Annotated[int, typer.Option(help="With --center: federated-averaging rounds.")] = 4,
     compare_alone: Annotated[bool, typer.Option(help="With --center: also train each center alone with the same budget and compare Dice per center.")] = False,
     key: Annotated[Optional[Path], typer.Option(help="Consortium key file (psf key new): latents are keyed before the server sees them; export and audit then need it too.")] = None,
-    membership_defense: Annotated[str, typer.Option(help="How the server trains the mapping net: 'distill' (teachers on halves of the slices label each slice with the prediction of the teacher that never saw it; the deployed net learns only those labels, which blunts membership inference) or 'none' (direct training on the pairs, the default: see README for the trade).")] = "none",
+    membership_defense: Annotated[str, typer.Option(help="How the server trains the mapping net: 'distill' (4 teachers, each blind to a quarter of the slices in 10-slice blocks, label each slice with the prediction of the teacher that never saw it; the deployed net learns only those labels, which blunts membership inference) or 'none' (direct training on the pairs, the default: see README for the trade).")] = "none",
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:

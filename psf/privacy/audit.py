@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from psf.privacy import inversion, membership, probe
+from psf.privacy.reference import map_losses, out_of_fold_losses
 from psf.privacy.similarity import mean_foreground_dice, summary
 from psf.progress import stderr
 
@@ -238,35 +239,17 @@ def headline(results: dict, names: list[str]) -> dict:
             "after_intensity_fit_k10": {**results[fitted]["after_intensity_fit_k10"], "attack": fitted}}
 
 
-@torch.no_grad()
-def map_losses(mapping, enc: Encoded) -> np.ndarray:
-    """Per-slice MSE of the mapping net on encoded pairs: the membership attacks' raw score."""
-    out = torch.cat([mapping(enc.z_image[i : i + 32]) for i in range(0, len(enc.z_image), 32)])
-    return ((out - enc.z_mask) ** 2).mean((1, 2, 3)).numpy()
-
-
 def _membership(nets, train: Encoded, val: Encoded, test: Encoded, seconds: float, opts: AuditOptions, gen) -> dict:
     """Loss-threshold and reference-model attacks on the mapping net (membership.membership_game).
 
     A membership game is fair only when members and non-members come from one distribution. On the demo,
     loss follows anatomy tenfold (the first and last blocks, near-empty slices, are all training slices),
-    so the headline compares each held-out slice with the training slices within 10 mm of it."""
-    from psf.models.mapping import MappingNet
-    from psf.train.loop import Budget
-    from psf.train.stages import EncodedPairs, StageOptions, train_mapping
-
-    target = {"train": map_losses(nets.mapping, train), "val": map_losses(nets.mapping, val),
-              "test": map_losses(nets.mapping, test)}
-    # Reference models on data the attacker owns: one on val scores test, one on test scores val.
-    held_out, references = {"val": val, "test": test}, {}
-    for own, scored in (("val", "test"), ("test", "val")):
-        reference = MappingNet(nets.config)
-        train_mapping(reference, EncodedPairs(held_out[own].z_image, held_out[own].z_mask),
-                      StageOptions(Budget(seconds=seconds), batch_size=16, crop=nets.config.grid // 2, quiet=opts.quiet), gen,
-                      name=f"attacker: reference mapping net on {own}")
-        reference.eval()
-        references[own] = {"train": map_losses(reference, train), scored: map_losses(reference, held_out[scored])}
-    report = membership.membership_game(target, references, {"train": train.positions, "val": val.positions, "test": test.positions})
+    so the headline compares each held-out slice with the training slices within 10 mm of it; the
+    reference nets are out of fold (psf.privacy.reference), so they sit as near to members as to non-members."""
+    encoded = {"train": train, "val": val, "test": test}
+    target = {s: map_losses(nets.mapping, e) for s, e in encoded.items()}
+    reference = out_of_fold_losses(nets.config, encoded, seconds, gen, opts.quiet)
+    report = membership.membership_game(target, reference, {s: e.positions for s, e in encoded.items()})
     all_members = report["all_members"]
     stderr.print(f"  membership, same anatomy (+-{membership.RADIUS_MM:g} mm): loss threshold AUC {report['loss_threshold']['auc']:.3f}, "
                  f"reference model {report['reference_model']['auc']:.3f}, blind baseline {report['blind_baseline']['auc']:.3f}; "

@@ -3,13 +3,16 @@
 The attacker is the server itself (it holds the mapping net and sees encoded pairs). Scores are
 per-slice losses |M(z_x) - z_y|^2; a lower loss says "member". Two attacks:
 - loss threshold: the raw loss;
-- reference (shadow) model: a second mapping net the attacker trains on data it owns, and the score is
-  target loss - reference loss, which removes how hard each slice is in itself (difficulty calibration;
-  Watson et al., ICLR 2022; the idea behind LiRA's offline variant). Cross-fitted: one reference trained
-  on val scores the test slices, one trained on test scores the val slices, so every held-out slice is a
-  non-member and no reference scores a slice it was trained on.
-An attack may pool several comparisons (members vs one group of non-members, each with its own
-reference); its AUC counts member/non-member pairs within each comparison only.
+- reference (shadow) model: the score is target loss - reference loss, which removes how hard each slice
+  is in itself (difficulty calibration; Watson et al., ICLR 2022; LiRA's offline variant, Carlini et al.,
+  S&P 2022). Each slice is scored by a reference net that never trained on it ("out of fold"): two
+  reference nets, each trained on every other slice along the scan axis (`interleaved_folds`) of all the
+  encoded pairs the attacker holds. So every slice, member or not, has the reference's training data 1 mm
+  on either side. A reference trained on one held-out split instead sat systematically nearer the target's
+  training slices than the other split's (the demo cycles train, train, val, train, train, test): its loss
+  alone told members from non-members (blind baseline 0.51-0.57) and pushed the calibrated AUC below 0.5.
+An attack may pool several comparisons (members vs one group of non-members); its AUC counts
+member/non-member pairs within each comparison only.
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ import numpy as np
 
 
 RADIUS_MM = 10.0  # members this close to a non-member share its anatomy (the demo's held-out blocks are 8 mm)
+
+
+def interleaved_folds(positions: np.ndarray | None, count: int, folds: int = 2) -> np.ndarray:
+    """Fold of each slice: its rank along the scan axis modulo `folds` (slices 1 mm apart alternate).
+
+    Without positions, the slices' order stands in for them."""
+    order = np.arange(count) if positions is None else np.argsort(np.argsort(positions, kind="stable"), kind="stable")
+    return order % folds
 
 
 def neighbours(member_positions: np.ndarray, nonmember_positions: np.ndarray, radius_mm: float = RADIUS_MM) -> np.ndarray:
@@ -86,24 +97,22 @@ def headline_auc(attacks: dict, names: tuple[str, ...]) -> float:
     return max(max(attacks[n]["auc"], round(1 - attacks[n]["auc"], 4)) for n in names)
 
 
-def membership_game(target: dict[str, np.ndarray], references: dict[str, dict[str, np.ndarray]],
+def membership_game(target: dict[str, np.ndarray], reference: dict[str, np.ndarray],
                     positions: dict[str, np.ndarray | None], radius_mm: float = RADIUS_MM) -> dict:
-    """Every attack from per-slice losses: `target` (train/val/test) of the attacked net; `references[s]`
-    (train and the other held-out split) of the attacker's net trained on split s (val, test); `positions`
-    (train/val/test, mm or None).
+    """Every attack from per-slice losses of train/val/test: `target`, of the attacked net; `reference`, each
+    slice's loss under the attacker's reference net that never trained on it; `positions` (mm or None).
 
-    Headline rows are stratified by anatomy: each non-member against the members within `radius_mm`
-    (neighbours), AUC pooled over those pairs; `all_members` is the same attack with one global threshold
-    over every member and non-member. The blind baseline scores by the reference loss alone: what
-    anatomy and difficulty give away without a single query to the target. Without positions the
-    stratified rows fall back to the global ones."""
-    held_out, other = ("val", "test"), {"val": "test", "test": "val"}
+    Headline rows are stratified by anatomy: each non-member (val, test) against the members within
+    `radius_mm` (neighbours), AUC pooled over those pairs; `all_members` is the same attack with one
+    global threshold over every member and non-member. The blind baseline scores by the reference loss
+    alone: what anatomy and difficulty give away without a single query to the target (near 0.5 when the
+    game is fair). Without positions the stratified rows fall back to the global ones."""
+    held_out = ("val", "test")
     known = all(positions[s] is not None for s in ("train", *held_out))
     attacks = {  # attack: [(member scores, non-member scores, positions of those non-members), ...]
         "loss_threshold": [(-target["train"], -target[s], positions[s]) for s in held_out],
-        "reference_model": [(ref["train"] - target["train"], ref[other[s]] - target[other[s]], positions[other[s]])
-                            for s, ref in references.items()],
-        "blind_baseline": [(-ref["train"], -ref[other[s]], positions[other[s]]) for s, ref in references.items()],
+        "reference_model": [(reference["train"] - target["train"], reference[s] - target[s], positions[s]) for s in held_out],
+        "blind_baseline": [(-reference["train"], -reference[s], positions[s]) for s in held_out],
     }
     report, global_threshold = {}, {}
     for name, comparisons in attacks.items():

@@ -58,8 +58,10 @@ def markdown(r: dict) -> str:
     lines += ["", "## Membership inference against the mapping net", "",
               f"Headline AUC {r['membership_auc']}: the stronger attack, max(AUC, 1 - AUC), each held-out slice against the "
               f"training slices within {r['membership'].get('radius_mm')} mm of it (same anatomy); with one global threshold over "
-              f"all slices {r['membership_auc_all_members']}. The blind baseline scores by the attacker's reference-model loss "
-              "alone, without the target: what anatomy and difficulty give away by themselves. TPR at a fixed FPR needs "
+              f"all slices {r['membership_auc_all_members']}. The reference model scores target loss minus the loss of a reference "
+              "net that never trained on the slice (two nets, each on every other slice of all encoded pairs). The blind "
+              "baseline scores by that reference loss alone, without the target: what anatomy and difficulty give away by "
+              "themselves (near 0.5 when the game is fair). TPR at a fixed FPR needs "
               "one global threshold, so only those rows have it; neighbouring slices are alike, so the CIs are too narrow.", "",
               "| attack | compared with | AUC (95% bootstrap CI) | TPR at 1% FPR | TPR at 0.1% FPR | members / non-members |",
               "|---|---|---|---|---|---|"]

@@ -1,20 +1,22 @@
 """The server's membership defense: split the encoded pairs, train teachers, distill one mapping net.
 
 A mapping net trained on (z_x, z_y) fits its training slices better than unseen ones, and that gap is
-what a membership attack reads (psf-audit, same anatomy: AUC 0.85 on the demo model). Here the
+what a membership attack reads (psf-audit, same anatomy: AUC 0.85-0.90 on the demo model). Here the
 deployed net never sees a true z_y. The server splits its slices into `folds` parts (all views of a
 slice, and its neighbours in blocks of 10 slice numbers, in one part, by `EncodedPairs.groups`), trains
 one teacher per part on the other parts, and labels every pair with the prediction of the teacher
 that did not train on it. A fresh student is then trained on (z_x, that prediction): for a training
 slice it learns what a model that never saw the slice predicts, so its loss on members looks like its
 loss on non-members. This is SELENA's Split-AI +
-self-distillation (Tang et al., USENIX Security 2022); by default one held-out teacher per slice
-(`seen_folds` lets several teachers be blind to each slice; `teacher_weight` < 1 mixes in the true
-latents: benchmark knobs, neither changed the result measurably so far).
+self-distillation (Tang et al., USENIX Security 2022). Four folds by default: with two (teachers on
+halves) the same-anatomy AUC stayed at 0.60-0.63 in the benchmark, with four 0.544-0.551, and 0.581 in the
+full pipeline, where it over-corrects (members lose more than their neighbours; RESULTS.md).
+`seen_folds` (several blind teachers per slice), `teacher_weight` < 1 (true latents mixed in) and
+`alternate` (folds alternating along the scan) are benchmark knobs; none helped so far.
 
 Cost: the teachers take `teacher_share` of the server's budget, so the student trains for less time
-than a plain mapping net would. On the demo data (RESULTS.md, two runs): same-anatomy membership AUC
-0.85 -> 0.61 / 0.58, mean Dice 0.951 -> 0.943 / 0.935. Opt-in (`psf-train --membership-defense distill`).
+than a plain mapping net would; mean Dice 0.950 -> 0.937 in the benchmark. Opt-in
+(`psf-train --membership-defense distill`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ DEFENSES = ("none", "distill")
 BLOCK_SLICES = 10  # neighbouring slices are near-duplicates: a teacher must be blind to a slice's whole block
 
 
-def fold_of_groups(groups: torch.Tensor, folds: int, gen: torch.Generator, block: int = BLOCK_SLICES) -> torch.Tensor:
+def fold_of_groups(groups: torch.Tensor, folds: int, gen: torch.Generator, block: int = BLOCK_SLICES,
+                   alternate: bool = False) -> torch.Tensor:
     """A fold per pair: slice numbers (`groups`, consecutive along a scan) in runs of `block` go to one fold,
     folds as equal in blocks as possible.
 
@@ -50,7 +53,8 @@ def fold_of_groups(groups: torch.Tensor, folds: int, gen: torch.Generator, block
         raise UsageError(f"the membership defense splits the training slices into {folds} parts of {block}-slice blocks, "
                          f"but there are {len(blocks)} blocks; train on more slices or use --membership-defense none")
     fold = torch.empty(len(blocks), dtype=torch.long)
-    fold[torch.randperm(len(blocks), generator=gen)] = torch.arange(len(blocks)) % folds
+    order = torch.arange(len(blocks)) if alternate else torch.randperm(len(blocks), generator=gen)
+    fold[order] = torch.arange(len(blocks)) % folds
     return fold[inverse]
 
 
@@ -67,9 +71,9 @@ def _share(opts: StageOptions, share: float) -> StageOptions:
 
 
 def train_mapping_distilled(config: ModelConfig, pairs: EncodedPairs, opts: StageOptions, gen: torch.Generator,
-                            augment: LatentAugment = LatentAugment(), folds: int = 2, seen_folds: int | None = None,
+                            augment: LatentAugment = LatentAugment(), folds: int = 4, seen_folds: int | None = None,
                             teacher_share: float = 0.5, teacher_weight: float = 1.0,
-                            block_slices: int = BLOCK_SLICES) -> tuple[MappingNet, dict]:
+                            block_slices: int = BLOCK_SLICES, alternate: bool = False) -> tuple[MappingNet, dict]:
     """`folds` teachers, teacher k on `seen_folds` consecutive parts from part k (default all but its own);
     each pair labelled with the mean prediction of the teachers blind to it; one student: (student, log).
 
@@ -81,7 +85,7 @@ def train_mapping_distilled(config: ModelConfig, pairs: EncodedPairs, opts: Stag
 
         raise UsageError(f"each teacher must see at least one part and not all {folds}; got {seen_folds}")
     groups = pairs.groups if pairs.groups is not None else torch.arange(len(pairs))
-    fold = fold_of_groups(groups, folds, gen, block_slices)
+    fold = fold_of_groups(groups, folds, gen, block_slices, alternate)
     total = torch.zeros_like(pairs.z_mask)
     blind_teachers = torch.zeros(len(pairs))
     log: dict = {"defense": "distill", "folds": folds, "seen_folds": seen_folds, "teacher_weight": teacher_weight, "teachers": []}

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from psf.privacy.membership import attack_report, headline_auc, membership_game, neighbours, pooled_auc, roc_auc, tpr_at_fpr
+from psf.privacy.membership import (attack_report, headline_auc, interleaved_folds, membership_game, neighbours, pooled_auc,
+                                    roc_auc, tpr_at_fpr)
 from psf.privacy.probe import apply_probe, fit_probe
 from psf.privacy.similarity import ssim_psnr
 
@@ -55,18 +56,44 @@ def test_anatomy_that_only_members_have_does_not_make_the_headline():
                  "val": np.linspace(0, 100, 60), "test": np.linspace(1, 99, 60)}
     target = {"train": np.concatenate([ramp(positions["train"][:200]), np.full(40, 1e-4)]),
               "val": ramp(positions["val"]), "test": ramp(positions["test"])}
-    references = {"val": {"train": target["train"] * 1.5, "test": target["test"] * 1.5},
-                  "test": {"train": target["train"] * 2.0, "val": target["val"] * 2.0}}
-    game = membership_game(target, references, positions)
+    reference = {s: losses * 1.5 for s, losses in target.items()}
+    game = membership_game(target, reference, positions)
     assert game["all_members"]["loss_threshold"]["auc"] > 0.55
     assert abs(game["loss_threshold"]["auc"] - 0.5) < 0.05 and game["loss_threshold"]["members"] == 200
     assert game["loss_threshold"]["nonmembers"] == 120 and game["loss_threshold"]["tpr_at_1pct_fpr"] is None
     assert abs(game["reference_model"]["auc"] - 0.5) < 0.05
     # Memorisation shows in the stratified game: members now lose 30 % less than their neighbours.
     target["train"] = target["train"] * 0.7
-    assert membership_game(target, references, positions)["loss_threshold"]["auc"] > 0.75
-    unknown = membership_game(target, references, {"train": None, "val": None, "test": None})
+    assert membership_game(target, reference, positions)["loss_threshold"]["auc"] > 0.75
+    unknown = membership_game(target, reference, {"train": None, "val": None, "test": None})
     assert unknown["loss_threshold"] == unknown["all_members"]["loss_threshold"] and unknown["radius_mm"] is None
+
+
+def test_reference_folds_sit_as_near_to_non_members_as_to_members():
+    """On the demo's layout (blocks cycling train, train, val, train, train, test; 1-slice gaps), a reference
+    trained on one held-out split is nearer the training slices than the other split's; the interleaved
+    folds put the other fold's nearest slice 1-2 mm from every slice, member or not."""
+    from psf.data.mni152 import assign_splits
+
+    split = np.array([s or "" for s in assign_splits(190, 10, 1)])
+    z = np.arange(190, dtype=float)
+    held_out = np.isin(split, ("val", "test"))
+    kept = split != ""
+
+    def distance_to(pool: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        return np.abs(z[queries][:, None] - z[pool][None, :]).min(1)
+
+    members_near_test = (split == "train") & (np.abs(z[:, None] - z[split == "test"][None, :]).min(1) <= 10)
+    old = distance_to(split == "val", members_near_test).mean() - distance_to(split == "val", split == "test").mean()
+    assert old < -4  # the val-trained reference sat > 4 mm nearer the members it scored than the non-members
+    fold = np.full(190, -1)
+    fold[kept] = interleaved_folds(z[kept] * 1.0 + 0.5, int(kept.sum()))
+    for k in (0, 1):
+        other, scored = kept & (fold != k), kept & (fold == k)
+        d = distance_to(other, scored)
+        assert d.max() <= 2 and abs(d[held_out[scored]].mean() - d[~held_out[scored]].mean()) < 0.3
+    assert interleaved_folds(None, 5).tolist() == [0, 1, 0, 1, 0]
+    assert interleaved_folds(np.array([3.0, 1.0, 2.0]), 3).tolist() == [0, 0, 1]
 
 
 def test_slice_positions_follow_the_affine_in_mm(mni_data):
