@@ -50,11 +50,7 @@ def _retrain_clients(nets, splits: dict[str, SliceSet], views: int, seconds: flo
     from psf.models import build_networks
     from psf.train.loop import Budget
     from psf.train.run import BUDGET_SHARES
-    from psf.train.stages import (
-        StageOptions,
-        train_image_autoencoder,
-        train_mask_autoencoder,
-    )
+    from psf.train.stages import StageOptions, train_image_autoencoder, train_mask_autoencoder
 
     fresh = build_networks(nets.config)
     nets.image_encoder, nets.image_decoder = fresh.image_encoder, fresh.image_decoder

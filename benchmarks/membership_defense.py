@@ -22,10 +22,6 @@ import time
 from pathlib import Path
 
 import torch
-from fixed_autoencoders import (  # benchmarks/, beside this script
-    encode_with_fixed_clients,
-    write_outputs,
-)
 
 from psf.models.mapping import MappingNet
 from psf.privacy.membership import headline_auc, membership_game
@@ -35,6 +31,8 @@ from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget
 from psf.train.run import evaluate
 from psf.train.stages import StageOptions, train_mapping
+
+from fixed_autoencoders import encode_with_fixed_clients, write_outputs  # benchmarks/, beside this script
 
 
 def main() -> None:
