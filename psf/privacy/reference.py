@@ -27,8 +27,6 @@ def map_losses(mapping, enc) -> np.ndarray:
 def out_of_fold_losses(config, encoded: dict, seconds: float, gen: torch.Generator, quiet: bool = False) -> dict[str, np.ndarray]:
     """{split: per-slice loss under the reference net that did not train on that slice}; `encoded[s]` has
     z_image, z_mask and positions (mm, or None: the slices' order stands in)."""
-    from types import SimpleNamespace
-
     from psf.models.mapping import MappingNet
     from psf.train.loop import Budget
     from psf.train.stages import EncodedPairs, StageOptions, train_mapping
@@ -44,6 +42,6 @@ def out_of_fold_losses(config, encoded: dict, seconds: float, gen: torch.Generat
         train_mapping(reference, EncodedPairs(z_image[seen], z_mask[seen]),
                       StageOptions(Budget(seconds=seconds), batch_size=16, crop=config.grid // 2, quiet=quiet), gen,
                       name=f"attacker: reference mapping net {k + 1}/2 (every other slice)")
-        losses[~seen.numpy()] = map_losses(reference, SimpleNamespace(z_image=z_image[~seen], z_mask=z_mask[~seen]))
+        losses[~seen.numpy()] = map_losses(reference, EncodedPairs(z_image[~seen], z_mask[~seen]))
     edges = np.cumsum([0] + [len(encoded[s].z_image) for s in SPLITS])
     return {s: losses[a:b] for s, a, b in zip(SPLITS, edges, edges[1:])}
