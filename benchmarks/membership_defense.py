@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from psf.models.mapping import MappingNet
-from psf.privacy.membership import headline_auc, membership_game
+from psf.privacy.membership import headline_auc, membership_game, record_keys, shared_records
 from psf.privacy.reference import map_losses, out_of_fold_losses
 from psf.train.distill import train_mapping_distilled
 from psf.train.latent_augment import LatentAugment
@@ -53,6 +53,7 @@ def main() -> None:
     nets, labels, splits, pairs, encoded = fixed.nets, fixed.labels, fixed.splits, fixed.pairs, fixed.encoded
     torch.manual_seed(1)
     reference = out_of_fold_losses(nets.config, encoded, args.reference_seconds, torch.Generator().manual_seed(1), quiet=True)
+    shared = shared_records({s: record_keys(e.images.numpy(), e.labels.numpy()) for s, e in encoded.items()})
     opts = StageOptions(Budget(seconds=args.seconds), batch_size=32, crop=nets.config.grid // 2, quiet=True)
     rows = []
     for row in args.rows.split(";"):
@@ -72,13 +73,14 @@ def main() -> None:
         test = evaluate(nets, splits["test"], labels)
         loss = {s: map_losses(nets.mapping, e) for s, e in encoded.items()}
         positions = {s: splits[s].positions for s in ("train", "val", "test")}
-        attacks = membership_game(loss, reference, positions)
+        attacks = membership_game(loss, reference, positions, shared=shared)
         rows.append({"row": row, "augment": augment.names(), "dice_gm": test["dice"]["grey_matter"], "dice_wm": test["dice"]["white_matter"],
                      "mean_dice": test["mean_dice"], "loss_threshold_auc": attacks["loss_threshold"]["auc"],
                      "reference_model_auc": attacks["reference_model"]["auc"],
                      "two_sided": headline_auc(attacks, ("loss_threshold", "reference_model")),
                      "blind_baseline_auc": attacks["blind_baseline"]["auc"],
                      "all_members_two_sided": headline_auc(attacks["all_members"], ("loss_threshold", "reference_model")),
+                     "per_block": attacks["per_block"],
                      "mean_loss": {s: round(float(v.mean()), 5) for s, v in loss.items()},
                      "slice_losses": {s: [round(float(x), 6) for x in v] for s, v in loss.items()},  # to re-score offline
                      "seconds": round(time.perf_counter() - started, 1)})
@@ -88,7 +90,9 @@ def main() -> None:
     table += [f"| {r['row']} @ {r['augment']} | {r['dice_gm']} | {r['dice_wm']} | {r['mean_dice']} | {r['loss_threshold_auc']} | "
               f"{r['reference_model_auc']} | {r['two_sided']} | {r['blind_baseline_auc']} | {r['all_members_two_sided']} |" for r in rows]
     write_outputs(args.out, {"model": str(args.model), "seconds_per_row": args.seconds, "seed": args.seed,
-                                "clients_on_all_slices": args.clients_on_all_slices}, rows, table)
+                                "clients_on_all_slices": args.clients_on_all_slices,
+                             "reference_losses": {s: [round(float(x), 6) for x in v] for s, v in reference.items()},
+                             "shared_records": {s: v.tolist() for s, v in shared.items()}}, rows, table)
 
 if __name__ == "__main__":
     main()

@@ -249,11 +249,13 @@ def _membership(nets, train: Encoded, val: Encoded, test: Encoded, seconds: floa
     encoded = {"train": train, "val": val, "test": test}
     target = {s: map_losses(nets.mapping, e) for s, e in encoded.items()}
     reference = out_of_fold_losses(nets.config, encoded, seconds, gen, opts.quiet)
-    report = membership.membership_game(target, reference, {s: e.positions for s, e in encoded.items()})
+    shared = membership.shared_records({s: membership.record_keys(e.images.numpy(), e.labels.numpy()) for s, e in encoded.items()})
+    report = membership.membership_game(target, reference, {s: e.positions for s, e in encoded.items()}, shared=shared)
     all_members = report["all_members"]
     stderr.print(f"  membership, same anatomy (+-{membership.RADIUS_MM:g} mm): loss threshold AUC {report['loss_threshold']['auc']:.3f}, "
                  f"reference model {report['reference_model']['auc']:.3f}, blind baseline {report['blind_baseline']['auc']:.3f}; "
-                 f"one global threshold: {all_members['loss_threshold']['auc']:.3f} / {all_members['reference_model']['auc']:.3f}")
+                 f"one global threshold: {all_members['loss_threshold']['auc']:.3f} / {all_members['reference_model']['auc']:.3f}; "
+                 f"left out, on both sides: {report['shared_records_excluded']}")
     return {**report, "mean_loss": {k: round(float(v.mean()), 6) for k, v in target.items()}}
 
 

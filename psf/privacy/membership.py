@@ -13,9 +13,17 @@ per-slice losses |M(z_x) - z_y|^2; a lower loss says "member". Two attacks:
   alone told members from non-members (blind baseline 0.51-0.57) and pushed the calibrated AUC below 0.5.
 An attack may pool several comparisons (members vs one group of non-members); its AUC counts
 member/non-member pairs within each comparison only.
+
+Two things keep the game honest. A record that is on both sides (the demo's blank slices above the head:
+one constant image and an empty mask, 24 training slices and the whole top test block) has no membership
+to infer; it is left out (`shared_records`). And one held-out block of neighbouring slices is one sample,
+not eight, so the report gives every attack's AUC per block (`per_block`): a pooled AUC near 0.5 can be one
+block that leaks and others that read the other way.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 
@@ -29,6 +37,31 @@ def interleaved_folds(positions: np.ndarray | None, count: int, folds: int = 2) 
     Without positions, the slices' order stands in for them."""
     order = np.arange(count) if positions is None else np.argsort(np.argsort(positions, kind="stable"), kind="stable")
     return order % folds
+
+
+def record_keys(images: np.ndarray, masks: np.ndarray) -> list[str]:
+    """Each slice's record, (image, mask), as a digest: equal records have equal keys."""
+    return [hashlib.sha1(np.ascontiguousarray(i).tobytes() + b"|" + np.ascontiguousarray(m).tobytes()).hexdigest()
+            for i, m in zip(images, masks)]
+
+
+def shared_records(keys: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    """{split: bool per slice}: True where the same record is also on the other side (train vs val + test).
+
+    Such a slice is a member and a non-member at once; the game leaves it out."""
+    members = set(keys["train"])
+    nonmembers = {k for s in ("val", "test") for k in keys[s]}
+    return {s: np.array([k in (nonmembers if s == "train" else members) for k in keys[s]], bool) for s in keys}
+
+
+def held_out_blocks(positions: np.ndarray) -> list[np.ndarray]:
+    """Indices of each run of neighbouring held-out slices (a gap wider than 1.5 slice spacings ends a run)."""
+    if len(positions) < 2:
+        return [np.arange(len(positions))] if len(positions) else []
+    order = np.argsort(positions, kind="stable")
+    steps = np.diff(positions[order])
+    spacing = np.median(steps[steps > 0]) if (steps > 0).any() else 1.0
+    return np.split(order, np.where(steps > 1.5 * spacing)[0] + 1)
 
 
 def neighbours(member_positions: np.ndarray, nonmember_positions: np.ndarray, radius_mm: float = RADIUS_MM) -> np.ndarray:
@@ -98,16 +131,25 @@ def headline_auc(attacks: dict, names: tuple[str, ...]) -> float:
 
 
 def membership_game(target: dict[str, np.ndarray], reference: dict[str, np.ndarray],
-                    positions: dict[str, np.ndarray | None], radius_mm: float = RADIUS_MM) -> dict:
+                    positions: dict[str, np.ndarray | None], radius_mm: float = RADIUS_MM,
+                    shared: dict[str, np.ndarray] | None = None) -> dict:
     """Every attack from per-slice losses of train/val/test: `target`, of the attacked net; `reference`, each
-    slice's loss under the attacker's reference net that never trained on it; `positions` (mm or None).
+    slice's loss under the attacker's reference net that never trained on it; `positions` (mm or None);
+    `shared` (shared_records), slices left out because their record is on both sides.
 
     Headline rows are stratified by anatomy: each non-member (val, test) against the members within
     `radius_mm` (neighbours), AUC pooled over those pairs; `all_members` is the same attack with one
     global threshold over every member and non-member. The blind baseline scores by the reference loss
     alone: what anatomy and difficulty give away without a single query to the target (near 0.5 when the
-    game is fair). Without positions the stratified rows fall back to the global ones."""
+    game is fair). Without positions the stratified rows fall back to the global ones. `per_block` repeats
+    the stratified AUCs for each held-out block alone."""
     held_out = ("val", "test")
+    excluded = {"members": 0, "nonmembers": 0}
+    if shared is not None:
+        keep = {s: ~shared[s] for s in target}
+        excluded = {"members": int(shared["train"].sum()), "nonmembers": int(sum(shared[s].sum() for s in held_out))}
+        target, reference = ({s: v[keep[s]] for s, v in d.items()} for d in (target, reference))
+        positions = {s: None if p is None else p[keep[s]] for s, p in positions.items()}
     known = all(positions[s] is not None for s in ("train", *held_out))
     attacks = {  # attack: [(member scores, non-member scores, positions of those non-members), ...]
         "loss_threshold": [(-target["train"], -target[s], positions[s]) for s in held_out],
@@ -115,17 +157,25 @@ def membership_game(target: dict[str, np.ndarray], reference: dict[str, np.ndarr
         "blind_baseline": [(-reference["train"], -reference[s], positions[s]) for s in held_out],
     }
     report, global_threshold = {}, {}
+    blocks = [(split, block) for split, (_, _, where) in zip(held_out, attacks["loss_threshold"]) if known
+              for block in held_out_blocks(where)]
+    per_block = [{"split": split, "from_mm": round(float(positions[split][block].min()), 1),
+                  "to_mm": round(float(positions[split][block].max()), 1)} for split, block in blocks]
     for name, comparisons in attacks.items():
         global_threshold[name] = attack_report(*((m, n) for m, n, _ in comparisons))
         if not known:
             report[name] = global_threshold[name]
             continue
+        by_split = dict(zip(held_out, comparisons))
         strata, used = [], np.zeros(len(positions["train"]), bool)
-        for members, nonmembers, where in comparisons:
-            for j, near in enumerate(neighbours(positions["train"], where, radius_mm)):
-                if near.any():
-                    strata.append((members[near], nonmembers[j : j + 1]))
-                    used |= near
+        for (split, block), row in zip(blocks, per_block):
+            members, nonmembers, where = by_split[split]
+            near = neighbours(positions["train"], where[block], radius_mm)
+            pairs = [(members[n], nonmembers[j : j + 1]) for j, n in zip(block, near) if n.any()]
+            used |= near.any(0)
+            strata += pairs
+            row["nonmembers"], row[name] = len(pairs), round(pooled_auc(pairs), 4) if pairs else None
         report[name] = {**attack_report(*strata, strata=True), "members": int(used.sum()),
                         "nonmembers_without_neighbours": sum(len(n) for _, n, _ in comparisons) - len(strata)}
-    return {**report, "all_members": global_threshold, "radius_mm": radius_mm if known else None}
+    return {**report, "all_members": global_threshold, "radius_mm": radius_mm if known else None,
+            "per_block": per_block, "shared_records_excluded": excluded}

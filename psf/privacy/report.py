@@ -72,6 +72,17 @@ def markdown(r: dict) -> str:
             tpr = ["-" if a[k] is None else a[k] for k in ("tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")]
             lines.append(f"| {name.replace('_', ' ')} | {group} | {a['auc']} ({a['auc_ci95'][0]}-{a['auc_ci95'][1]}) | "
                          f"{tpr[0]} | {tpr[1]} | {a['members']} / {a['nonmembers']} |")
+    excluded = m.get("shared_records_excluded", {})
+    if excluded.get("members") or excluded.get("nonmembers"):
+        lines += ["", f"Left out of every row: {excluded['members']} training and {excluded['nonmembers']} held-out slices whose "
+                  "record (image and mask) is on both sides (blank slices): they are members and non-members at once."]
+    if m.get("per_block"):
+        lines += ["", "Same-anatomy AUC per held-out block (one block of neighbouring slices is one sample, not one per slice; "
+                  "a blind baseline far from 0.5 says the block's neighbours differ from it in difficulty, so its attack "
+                  "AUCs read anatomy as well as membership):", "",
+                  "| held-out block | mm | non-members | loss threshold | reference model | blind baseline |", "|---|---|---|---|---|---|"]
+        lines += [f"| {b['split']} | {b['from_mm']} to {b['to_mm']} | {b['nonmembers']} | {b.get('loss_threshold')} | "
+                  f"{b.get('reference_model')} | {b.get('blind_baseline')} |" for b in m["per_block"]]
     lines += ["", "## Latent channels (test slices)", "", "| latent | channel | mean | std | saturated | corr. with content |",
               "|---|---|---|---|---|---|"]
     for which, stats in r["latent_channels"].items():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from psf.privacy.membership import (attack_report, headline_auc, interleaved_folds, membership_game, neighbours, pooled_auc,
+                                    record_keys, shared_records,
                                     roc_auc, tpr_at_fpr)
 from psf.privacy.probe import apply_probe, fit_probe
 from psf.privacy.similarity import ssim_psnr
@@ -67,6 +68,41 @@ def test_anatomy_that_only_members_have_does_not_make_the_headline():
     assert membership_game(target, reference, positions)["loss_threshold"]["auc"] > 0.75
     unknown = membership_game(target, reference, {"train": None, "val": None, "test": None})
     assert unknown["loss_threshold"] == unknown["all_members"]["loss_threshold"] and unknown["radius_mm"] is None
+
+
+def test_records_on_both_sides_are_left_out_of_the_game():
+    """Blank slices (one constant image, an empty mask) are both members and non-members; they tie or, next to
+    slices with anatomy, read as members. The game drops them from both sides and says how many."""
+    rng = np.random.default_rng(1)
+    blank, anatomy = np.zeros((4, 4), np.float32), lambda: rng.normal(size=(4, 4)).astype(np.float32)
+    images = {"train": [anatomy() for _ in range(20)] + [blank] * 6, "val": [anatomy() for _ in range(8)], "test": [blank] * 4}
+    keys = {s: record_keys(np.stack(v), np.zeros((len(v), 4, 4), np.uint8)) for s, v in images.items()}
+    shared = shared_records(keys)
+    assert shared["train"].tolist() == [False] * 20 + [True] * 6 and shared["test"].all() and not shared["val"].any()
+    positions = {"train": np.concatenate([np.arange(20.0), np.arange(30.0, 36.0)]), "val": np.arange(20.0, 28.0),
+                 "test": np.arange(36.0, 40.0)}
+    target = {"train": np.concatenate([rng.uniform(1, 2, 20), np.full(6, 0.01)]), "val": rng.uniform(1, 2, 8), "test": np.full(4, 0.01)}
+    reference = {s: np.ones(len(v)) for s, v in target.items()}
+    assert membership_game(target, reference, positions)["loss_threshold"]["auc"] > 0.6  # blank members beside the val block
+    game = membership_game(target, reference, positions, shared=shared)
+    assert game["shared_records_excluded"] == {"members": 6, "nonmembers": 4}
+    assert abs(game["loss_threshold"]["auc"] - 0.5) < 0.2 and game["loss_threshold"]["nonmembers"] == 8
+    assert [b["split"] for b in game["per_block"]] == ["val"]
+
+
+def test_per_block_auc_shows_the_block_that_leaks():
+    """Two held-out blocks: members beside the first lose half as much as it does, beside the second alike."""
+    rng = np.random.default_rng(2)
+    positions = {"train": np.concatenate([np.arange(0.0, 10.0), np.arange(30.0, 40.0), np.arange(60.0, 70.0)]),
+                 "val": np.arange(12.0, 20.0), "test": np.arange(48.0, 56.0)}
+    target = {"train": np.concatenate([rng.uniform(0.5, 1, 20), rng.uniform(1, 2, 10)]), "val": rng.uniform(1, 2, 8),
+              "test": rng.uniform(1, 2, 8)}
+    target["train"][10:20] = rng.uniform(1, 2, 10)  # the members at 30-39 mm sit beside both blocks
+    reference = {s: np.ones(len(v)) for s, v in target.items()}
+    blocks = membership_game(target, reference, positions, radius_mm=12.0)["per_block"]
+    assert [(b["split"], b["from_mm"], b["to_mm"], b["nonmembers"]) for b in blocks] == [("val", 12.0, 19.0, 8), ("test", 48.0, 55.0, 8)]
+    assert blocks[0]["loss_threshold"] > 0.75 and abs(blocks[1]["loss_threshold"] - 0.5) < 0.25
+    assert blocks[0]["blind_baseline"] == 0.5
 
 
 def test_reference_folds_sit_as_near_to_non_members_as_to_members():
