@@ -19,15 +19,29 @@ def mni152(
     block: Annotated[int, typer.Option(help="Slices per split block.")] = 10,
     gap: Annotated[int, typer.Option(help="Slices dropped at each border between splits.")] = 1,
     centers: Annotated[int, typer.Option(help="Write N simulated centers (OUT/center_a, ...) with different acquisitions and disjoint training blocks; 0: one data set.")] = 0,
+    subjects: Annotated[int, typer.Option(help="Write N synthetic subjects (the template under N random smooth deformations), split whole into train/val/test, each sampled every --step slices: a data set whose held-out slices are drawn like the training ones (for membership audits); 0: the single-template split.")] = 0,
+    step: Annotated[int, typer.Option(help="With --subjects: one axial slice every STEP slices (1 mm each) through the brain.")] = 8,
+    seed: Annotated[int, typer.Option(help="With --subjects: seed of the deformations.")] = 0,
     debug: DebugOpt = False,
 ) -> None:
     """2D grey/white-matter data set from the MNI152 T1 template shipped inside nilearn."""
-    reports_errors(_mni152)(out, block, gap, centers, debug=debug)
+    reports_errors(_mni152)(out, block, gap, centers, subjects, step, seed, debug=debug)
 
 
-def _mni152(out: Path, block: int, gap: int, centers: int) -> None:
+def _mni152(out: Path, block: int, gap: int, centers: int, subjects: int, step: int, seed: int) -> None:
     from psf.data.mni152 import build_mni152
 
+    if centers and subjects:
+        from psf.errors import UsageError
+
+        raise UsageError("--centers and --subjects are separate data sets; pick one")
+    if subjects:
+        from psf.data.subjects import build_subjects
+
+        counts = build_subjects(out, subjects, step=step, seed=seed)
+        stderr.print(f"wrote {out} ({', '.join(f'{s} {n}' for s, n in counts.items())} axial slices of {subjects} subjects; "
+                     f"deformations in {out / 'dataset.json'})")
+        return
     if centers:
         from psf.data.centers import build_centers
 
