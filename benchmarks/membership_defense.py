@@ -73,7 +73,8 @@ def main() -> None:
         test = evaluate(nets, splits["test"], labels)
         loss = {s: map_losses(nets.mapping, e) for s, e in encoded.items()}
         positions = {s: splits[s].positions for s in ("train", "val", "test")}
-        attacks = membership_game(loss, reference, positions, shared=shared)
+        attacks = membership_game(loss, reference, positions, shared=shared,
+                                  volumes={s: e.volumes for s, e in encoded.items()})
         rows.append({"row": row, "augment": augment.names(), "dice_gm": test["dice"]["grey_matter"], "dice_wm": test["dice"]["white_matter"],
                      "mean_dice": test["mean_dice"], "loss_threshold_auc": attacks["loss_threshold"]["auc"],
                      "reference_model_auc": attacks["reference_model"]["auc"],

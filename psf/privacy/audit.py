@@ -50,6 +50,7 @@ class Encoded:
     z_image: torch.Tensor
     z_mask: torch.Tensor
     positions: np.ndarray | None = None  # world mm along the slice axis (membership: same anatomy on both sides)
+    volumes: np.ndarray | None = None    # source scan of each slice (membership is reported per held-out scan)
 
 
 @torch.no_grad()
@@ -62,7 +63,7 @@ def encode_split(nets, split, key=None) -> Encoded:
     zy = torch.cat([nets.mask_encoder(one_hot(y[i : i + 32], nets.config.num_classes)) for i in range(0, len(y), 32)])
     if key is not None:
         zx, zy = key.image.forward_module()(zx), key.mask.forward_module()(zy)
-    return Encoded(x, y, split.valid, zx, zy, split.positions)
+    return Encoded(x, y, split.valid, zx, zy, split.positions, split.volumes)
 
 
 def _mean_dice(metrics: dict | None) -> float | None:
@@ -250,7 +251,8 @@ def _membership(nets, train: Encoded, val: Encoded, test: Encoded, seconds: floa
     target = {s: map_losses(nets.mapping, e) for s, e in encoded.items()}
     reference = out_of_fold_losses(nets.config, encoded, seconds, gen, opts.quiet)
     shared = membership.shared_records({s: membership.record_keys(e.images.numpy(), e.labels.numpy()) for s, e in encoded.items()})
-    report = membership.membership_game(target, reference, {s: e.positions for s, e in encoded.items()}, shared=shared)
+    report = membership.membership_game(target, reference, {s: e.positions for s, e in encoded.items()}, shared=shared,
+                                        volumes={s: e.volumes for s, e in encoded.items()})
     all_members = report["all_members"]
     stderr.print(f"  membership, same anatomy (+-{membership.RADIUS_MM:g} mm): loss threshold AUC {report['loss_threshold']['auc']:.3f}, "
                  f"reference model {report['reference_model']['auc']:.3f}, blind baseline {report['blind_baseline']['auc']:.3f}; "

@@ -54,14 +54,19 @@ def shared_records(keys: dict[str, list[str]]) -> dict[str, np.ndarray]:
     return {s: np.array([k in (nonmembers if s == "train" else members) for k in keys[s]], bool) for s in keys}
 
 
-def held_out_blocks(positions: np.ndarray) -> list[np.ndarray]:
-    """Indices of each run of neighbouring held-out slices (a gap wider than 1.5 slice spacings ends a run)."""
-    if len(positions) < 2:
-        return [np.arange(len(positions))] if len(positions) else []
-    order = np.argsort(positions, kind="stable")
-    steps = np.diff(positions[order])
-    spacing = np.median(steps[steps > 0]) if (steps > 0).any() else 1.0
-    return np.split(order, np.where(steps > 1.5 * spacing)[0] + 1)
+def held_out_blocks(positions: np.ndarray, volumes: np.ndarray | None = None) -> list[np.ndarray]:
+    """Indices of each run of neighbouring held-out slices of one scan (a gap wider than 1.5 slice spacings
+    ends a run): a block of the single-template demo, or one subject's scan."""
+    if volumes is None:
+        volumes = np.zeros(len(positions), int)
+    blocks = []
+    for volume in np.unique(volumes):
+        where = np.flatnonzero(volumes == volume)
+        order = where[np.argsort(positions[where], kind="stable")]
+        steps = np.diff(positions[order])
+        spacing = np.median(steps[steps > 0]) if (steps > 0).any() else 1.0
+        blocks += np.split(order, np.where(steps > 1.5 * spacing)[0] + 1)
+    return blocks
 
 
 def neighbours(member_positions: np.ndarray, nonmember_positions: np.ndarray, radius_mm: float = RADIUS_MM) -> np.ndarray:
@@ -132,10 +137,11 @@ def headline_auc(attacks: dict, names: tuple[str, ...]) -> float:
 
 def membership_game(target: dict[str, np.ndarray], reference: dict[str, np.ndarray],
                     positions: dict[str, np.ndarray | None], radius_mm: float = RADIUS_MM,
-                    shared: dict[str, np.ndarray] | None = None) -> dict:
+                    shared: dict[str, np.ndarray] | None = None, volumes: dict[str, np.ndarray | None] | None = None) -> dict:
     """Every attack from per-slice losses of train/val/test: `target`, of the attacked net; `reference`, each
     slice's loss under the attacker's reference net that never trained on it; `positions` (mm or None);
-    `shared` (shared_records), slices left out because their record is on both sides.
+    `shared` (shared_records), slices left out because their record is on both sides; `volumes`, each slice's
+    source scan (per-block rows then never join two scans).
 
     Headline rows are stratified by anatomy: each non-member (val, test) against the members within
     `radius_mm` (neighbours), AUC pooled over those pairs; `all_members` is the same attack with one
@@ -150,6 +156,7 @@ def membership_game(target: dict[str, np.ndarray], reference: dict[str, np.ndarr
         excluded = {"members": int(shared["train"].sum()), "nonmembers": int(sum(shared[s].sum() for s in held_out))}
         target, reference = ({s: v[keep[s]] for s, v in d.items()} for d in (target, reference))
         positions = {s: None if p is None else p[keep[s]] for s, p in positions.items()}
+        volumes = volumes and {s: None if v is None else v[keep[s]] for s, v in volumes.items()}
     known = all(positions[s] is not None for s in ("train", *held_out))
     attacks = {  # attack: [(member scores, non-member scores, positions of those non-members), ...]
         "loss_threshold": [(-target["train"], -target[s], positions[s]) for s in held_out],
@@ -158,8 +165,9 @@ def membership_game(target: dict[str, np.ndarray], reference: dict[str, np.ndarr
     }
     report, global_threshold = {}, {}
     blocks = [(split, block) for split, (_, _, where) in zip(held_out, attacks["loss_threshold"]) if known
-              for block in held_out_blocks(where)]
-    per_block = [{"split": split, "from_mm": round(float(positions[split][block].min()), 1),
+              for block in held_out_blocks(where, (volumes or {}).get(split))]
+    per_block = [{"split": split, **({"scan": int(volumes[split][block[0]])} if (volumes or {}).get(split) is not None else {}),
+                  "from_mm": round(float(positions[split][block].min()), 1),
                   "to_mm": round(float(positions[split][block].max()), 1)} for split, block in blocks]
     for name, comparisons in attacks.items():
         global_threshold[name] = attack_report(*((m, n) for m, n, _ in comparisons))

@@ -80,8 +80,8 @@ def markdown(r: dict) -> str:
         lines += ["", "Same-anatomy AUC per held-out block (one block of neighbouring slices is one sample, not one per slice; "
                   "a blind baseline far from 0.5 says the block's neighbours differ from it in difficulty, so its attack "
                   "AUCs read anatomy as well as membership):", "",
-                  "| held-out block | mm | non-members | loss threshold | reference model | blind baseline |", "|---|---|---|---|---|---|"]
-        lines += [f"| {b['split']} | {b['from_mm']} to {b['to_mm']} | {b['nonmembers']} | {b.get('loss_threshold')} | "
+                  "| held-out block | scan | mm | non-members | loss threshold | reference model | blind baseline |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {b['split']} | {b.get('scan', '-')} | {b['from_mm']} to {b['to_mm']} | {b['nonmembers']} | {b.get('loss_threshold')} | "
                   f"{b.get('reference_model')} | {b.get('blind_baseline')} |" for b in m["per_block"]]
     lines += ["", "## Latent channels (test slices)", "", "| latent | channel | mean | std | saturated | corr. with content |",
               "|---|---|---|---|---|---|"]

@@ -24,12 +24,14 @@ class SliceSet:
     """images: (n, 1, S, S) float32 in [0, 1]; labels: (n, S, S) uint8; valid: (n, S, S) bool (not padding).
 
     positions: (n,) world coordinate (mm) of each slice along the slice axis' direction, or None when a
-    scan has no affine; psf-audit uses it to compare members and non-members over the same anatomy."""
+    scan has no affine; psf-audit uses it to compare members and non-members over the same anatomy.
+    volumes: (n,) which of the split's scans each slice came from (psf-audit reports membership per scan)."""
 
     images: np.ndarray
     labels: np.ndarray
     valid: np.ndarray
     positions: np.ndarray | None = None
+    volumes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -63,7 +65,8 @@ def load_split(root: Path, split: str, size: int, normalization: dict, axis: int
         raise PsfError(f"no scans in {images_dir}")
     known = all(p is not None for p in positions)
     return SliceSet(np.concatenate(images), np.concatenate(labels), np.concatenate(valid),
-                    np.concatenate(positions) if known else None)
+                    np.concatenate(positions) if known else None,
+                    np.concatenate([np.full(len(i), v) for v, i in enumerate(images)]))
 
 
 def slice_positions(affine: np.ndarray | None, count: int, axis: int = 2) -> np.ndarray | None:

@@ -103,6 +103,11 @@ def test_per_block_auc_shows_the_block_that_leaks():
     assert [(b["split"], b["from_mm"], b["to_mm"], b["nonmembers"]) for b in blocks] == [("val", 12.0, 19.0, 8), ("test", 48.0, 55.0, 8)]
     assert blocks[0]["loss_threshold"] > 0.75 and abs(blocks[1]["loss_threshold"] - 0.5) < 0.25
     assert blocks[0]["blind_baseline"] == 0.5
+    # Subjects: two held-out scans at the same positions are two rows, never one run of slices.
+    positions["test"] = np.arange(12.0, 20.0)
+    scans = {"train": np.zeros(30, int), "val": np.zeros(8, int), "test": np.repeat([0, 1], 4)}
+    blocks = membership_game(target, reference, positions, radius_mm=12.0, volumes=scans)["per_block"]
+    assert [(b["split"], b["scan"], b["from_mm"], b["to_mm"]) for b in blocks] == [("val", 0, 12.0, 19.0), ("test", 0, 12.0, 15.0), ("test", 1, 16.0, 19.0)]
 
 
 def test_reference_folds_sit_as_near_to_non_members_as_to_members():
