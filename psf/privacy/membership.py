@@ -15,7 +15,7 @@ An attack may pool several comparisons (members vs one group of non-members); it
 member/non-member pairs within each comparison only.
 
 Two things keep the game honest. A record that is on both sides (the demo's blank slices above the head:
-one constant image and an empty mask, 24 training slices and the whole top test block) has no membership
+one constant image and an empty mask: 23 training slices and the whole top test block) has no membership
 to infer; it is left out (`shared_records`). And one held-out block of neighbouring slices is one sample,
 not eight, so the report gives every attack's AUC per block (`per_block`): a pooled AUC near 0.5 can be one
 block that leaks and others that read the other way.
@@ -150,13 +150,14 @@ def membership_game(target: dict[str, np.ndarray], reference: dict[str, np.ndarr
     game is fair). Without positions the stratified rows fall back to the global ones. `per_block` repeats
     the stratified AUCs for each held-out block alone."""
     held_out = ("val", "test")
+    scans = dict(volumes or {})
     excluded = {"members": 0, "nonmembers": 0}
     if shared is not None:
         keep = {s: ~shared[s] for s in target}
         excluded = {"members": int(shared["train"].sum()), "nonmembers": int(sum(shared[s].sum() for s in held_out))}
         target, reference = ({s: v[keep[s]] for s, v in d.items()} for d in (target, reference))
         positions = {s: None if p is None else p[keep[s]] for s, p in positions.items()}
-        volumes = volumes and {s: None if v is None else v[keep[s]] for s, v in volumes.items()}
+        scans = {s: None if v is None else v[keep[s]] for s, v in scans.items()}
     known = all(positions[s] is not None for s in ("train", *held_out))
     attacks = {  # attack: [(member scores, non-member scores, positions of those non-members), ...]
         "loss_threshold": [(-target["train"], -target[s], positions[s]) for s in held_out],
@@ -165,8 +166,8 @@ def membership_game(target: dict[str, np.ndarray], reference: dict[str, np.ndarr
     }
     report, global_threshold = {}, {}
     blocks = [(split, block) for split, (_, _, where) in zip(held_out, attacks["loss_threshold"]) if known
-              for block in held_out_blocks(where, (volumes or {}).get(split))]
-    per_block = [{"split": split, **({"scan": int(volumes[split][block[0]])} if (volumes or {}).get(split) is not None else {}),
+              for block in held_out_blocks(where, scans.get(split))]
+    per_block = [{"split": split, **({"scan": int(scans[split][block[0]])} if scans.get(split) is not None else {}),
                   "from_mm": round(float(positions[split][block].min()), 1),
                   "to_mm": round(float(positions[split][block].max()), 1)} for split, block in blocks]
     for name, comparisons in attacks.items():
