@@ -7,8 +7,10 @@ scale +-SCALE per axis and rotation +-ROTATION_DEG about the slice axis, plus a 
 grid, DISPLACEMENT_MM per component) and its own intensity gamma; the grey/white-matter probabilities go through
 the same deformation before the label rule of psf.data.mni152. Subjects are split whole (train / val / test), and
 every subject is sampled at the same axial positions (every `step` slices through the brain), so a held-out
-slice and the training slices at its position are drawn the same way: membership by subject, exchangeable by
-construction. Anatomy varies only as far as these deformations reach; it is no substitute for real subjects.
+slice and the training slices at its position are drawn the same way: membership by subject, with members and
+non-members exchangeable as images. (Not necessarily as latents: the client autoencoders train on the training
+subjects only; psf-audit's blind baseline shows what that gives away.) Anatomy varies only as far as these
+deformations reach; it is no substitute for real subjects.
 """
 
 from __future__ import annotations
