@@ -12,12 +12,12 @@ self-distillation (Tang et al., USENIX Security 2022). Four folds by default: wi
 halves) the same-anatomy AUC stayed at 0.60-0.63 in the benchmark on the single-template demo, with four
 0.54-0.62, over-correcting (members lose more than their neighbours; that game compares unlike slices,
 RESULTS.md). On 50 synthetic subjects (psf data mni152 --subjects 50), where members and non-members are
-drawn alike, four folds take the audit's headline from 0.69 to 0.51, for 0.021 Dice (one run each).
+drawn alike, four folds take the audit's headline from 0.69 to 0.51-0.53 (two seeds), for 0.02-0.03 Dice.
 `seen_folds` (several blind teachers per slice), `teacher_weight` < 1 (true latents mixed in) and
 `alternate` (folds alternating along the scan) are benchmark knobs; none helped so far.
 
 Cost: the teachers take `teacher_share` of the server's budget, so the student trains for less time
-than a plain mapping net would; mean Dice 0.950 -> 0.937 in the benchmark, 0.957 -> 0.937 on the 50 subjects. Opt-in
+than a plain mapping net would; mean Dice 0.950 -> 0.937 in the benchmark, 0.957 -> 0.928-0.937 on the 50 subjects. Opt-in
 (`psf-train --membership-defense distill`).
 """
 
