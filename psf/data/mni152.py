@@ -85,6 +85,32 @@ def _per_block(spans: list[tuple[str, int, int]], block: int) -> list[tuple[str,
     return out
 
 
+def load_template(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(affine, T1 as stored, p_gm, p_wm in [0, 1]) of the template in nilearn's `folder`."""
+    import nibabel as nib
+
+    t1 = nib.load(str(folder / TEMPLATE_FILES["t1"]))
+    gm, wm = (np.asarray(nib.load(str(folder / TEMPLATE_FILES[t])).dataobj, dtype=np.float32) / 255.0 for t in ("gm", "wm"))
+    return t1.affine, np.asarray(t1.dataobj), gm, wm
+
+
+def template_sources(folder: Path) -> dict:
+    """The template files a data set was built from, with their digests (for its dataset.json)."""
+    return {k: {"file": v, "sha256": _sha256(folder / v)} for k, v in TEMPLATE_FILES.items()}
+
+
+def write_slab(out: Path, split: str, name: str, image: np.ndarray, labels: np.ndarray, template_affine: np.ndarray,
+               first: int, step: int = 1) -> None:
+    """OUT/SPLIT/{images,labels}/NAME: axial slices whose affine is the template's, moved to slice `first`, with
+    `step` template slices between consecutive planes."""
+    affine = template_affine.copy()
+    affine[:3, 3] = template_affine[:3, :3] @ np.array([0, 0, first]) + template_affine[:3, 3]
+    affine[:3, 2] *= step
+    geometry = Geometry(affine=affine, qform=affine, qform_code=4, sform=affine, sform_code=4)
+    write_nifti(out / split / "images" / name, image, geometry)
+    write_nifti(out / split / "labels" / name, labels, geometry)
+
+
 @dataclass(frozen=True)
 class BuiltDataset:
     root: Path
@@ -97,17 +123,12 @@ def build_mni152(out: Path, block: int = 10, gap: int = 1, acquisition: Callable
 
     acquisition: turns the template T1 into what another scanner would record (psf.data.centers);
     keep_train_block: which training blocks (by their order, 0 = the first) this data set keeps."""
-    import nibabel as nib
-
     if block < 1 or gap < 0:
         raise PsfError(f"--block must be >= 1 and --gap >= 0, got block={block} gap={gap}")
     folder = template_dir()
-    t1 = nib.load(str(folder / TEMPLATE_FILES["t1"]))
-    t1_data = np.asarray(t1.dataobj)
+    template_affine, t1_data, gm, wm = load_template(folder)
     if acquisition is not None:
         t1_data = acquisition(t1_data.astype(np.float32)).astype(np.float32)
-    gm = np.asarray(nib.load(str(folder / TEMPLATE_FILES["gm"])).dataobj, dtype=np.float32) / 255.0
-    wm = np.asarray(nib.load(str(folder / TEMPLATE_FILES["wm"])).dataobj, dtype=np.float32) / 255.0
     labels = tissue_labels(gm, wm)
     splits = assign_splits(t1_data.shape[2], block, gap)
     counts = {"train": 0, "val": 0, "test": 0}
@@ -118,17 +139,13 @@ def build_mni152(out: Path, block: int = 10, gap: int = 1, acquisition: Callable
             train_blocks += 1
             if not keep_train_block(train_blocks - 1):
                 continue
-        affine = t1.affine.copy()
-        affine[:3, 3] = t1.affine[:3, :3] @ np.array([0, 0, start]) + t1.affine[:3, 3]
-        geometry = Geometry(affine=affine, qform=affine, qform_code=4, sform=affine, sform_code=4)
         name = f"mni152_z{start:03d}-{stop - 1:03d}.nii.gz"
-        write_nifti(out / split / "images" / name, t1_data[:, :, start:stop], geometry)
-        write_nifti(out / split / "labels" / name, labels[:, :, start:stop], geometry)
+        write_slab(out, split, name, t1_data[:, :, start:stop], labels[:, :, start:stop], template_affine, start)
         counts[split] += stop - start
         volumes.append({"split": split, "file": name, "slices": [start, stop]})
     manifest = {
         "name": "mni152-tissue",
-        "source": {k: {"file": v, "sha256": _sha256(folder / v)} for k, v in TEMPLATE_FILES.items()},
+        "source": template_sources(folder),
         "labels": list(LABELS),
         "label_rule": "argmax(max(0, 1 - p_gm - p_wm), p_gm, p_wm); ties -> lower label",
         "slice_axis": 2,

@@ -20,11 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from psf.data.mni152 import LABELS, TEMPLATE_FILES, _sha256, template_dir, tissue_labels
+from psf.data.mni152 import LABELS, load_template, template_dir, template_sources, tissue_labels, write_slab
 from psf.errors import UsageError
 from psf.io.atomic import write_text_atomic
-from psf.io.nifti import write_nifti
-from psf.io.scan import Geometry
 
 SCALE = 0.06
 ROTATION_DEG = 4.0
@@ -61,17 +59,14 @@ def _warp(shape: tuple[int, int, int], planes: np.ndarray, rng: np.random.Genera
 def build_subjects(out: Path, count: int = 10, step: int = 8, seed: int = 0) -> dict[str, int]:
     """Write OUT/{train,val,test}/{images,labels}/subject_NN.nii.gz (one volume of axial planes per subject) and
     OUT/dataset.json; returns slices per split."""
-    import nibabel as nib
     from scipy.ndimage import map_coordinates
 
     if step < 1:
         raise UsageError(f"--step {step}: must be >= 1")
     splits = subject_splits(count)
     folder = template_dir()
-    t1 = nib.load(str(folder / TEMPLATE_FILES["t1"]))
-    volumes = {"t1": np.asarray(t1.dataobj, dtype=np.float32)}
-    for tissue in ("gm", "wm"):
-        volumes[tissue] = np.asarray(nib.load(str(folder / TEMPLATE_FILES[tissue])).dataobj, dtype=np.float32) / 255.0
+    template_affine, t1, gm, wm = load_template(folder)
+    volumes = {"t1": t1.astype(np.float32), "gm": gm, "wm": wm}
     brain = np.flatnonzero(tissue_labels(volumes["gm"], volumes["wm"]).any((0, 1)))
     planes = np.arange(brain[0], brain[-1] + 1, step)
     top = float(np.percentile(volumes["t1"], 99.9)) or 1.0
@@ -84,18 +79,13 @@ def build_subjects(out: Path, count: int = 10, step: int = 8, seed: int = 0) -> 
                   for k, v in volumes.items()}
         image = top * np.clip(warped["t1"] / top, 0, None) ** params["gamma"]
         labels = tissue_labels(np.clip(warped["gm"], 0, 1), np.clip(warped["wm"], 0, 1))
-        affine = t1.affine.copy()
-        affine[:3, 2] *= step
-        affine[:3, 3] = t1.affine[:3, :3] @ np.array([0, 0, planes[0]]) + t1.affine[:3, 3]
-        geometry = Geometry(affine=affine, qform=affine, qform_code=4, sform=affine, sform_code=4)
         name = f"subject_{index:02d}.nii.gz"
-        write_nifti(out / split / "images" / name, image.astype(np.float32), geometry)
-        write_nifti(out / split / "labels" / name, labels, geometry)
+        write_slab(out, split, name, image.astype(np.float32), labels, template_affine, int(planes[0]), step)
         counts[split] += len(planes)
         subjects.append({"file": name, "split": split, **params})
     manifest = {
         "name": "mni152-subjects",
-        "source": {k: {"file": v, "sha256": _sha256(folder / v)} for k, v in TEMPLATE_FILES.items()},
+        "source": template_sources(folder),
         "labels": list(LABELS),
         "label_rule": "argmax(max(0, 1 - p_gm - p_wm), p_gm, p_wm) after the subject's deformation; ties -> lower label",
         "slice_axis": 2,
