@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -42,37 +43,38 @@ def serve(
 
         reports_errors(lambda: write_triton_repo(load_manifest(bundle), write_repo, repo_kind, instances, max_batch, overwrite))(debug=debug)
         return
-    reports_errors(_serve)(bundle, grpc_port, http_port, metrics_port, address, backend, precision, threads, instances, max_batch,
-                           batching, max_queue_delay_us, tls_cert, tls_key, tls_ca, mtls, log_file, debug=debug)
+
+    def run() -> None:
+        from psf.serve.server import ServeOptions, tls_from_flags
+
+        options = ServeOptions(address=address, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
+                               backend=backend, precision=precision, threads=threads, instances=instances,
+                               max_batch=max_batch, batching=batching, max_queue_delay_us=max_queue_delay_us,
+                               tls=tls_from_flags(tls_cert, tls_key, tls_ca, mtls), log_file=log_file, debug=debug)
+        _serve(bundle, options)
+
+    reports_errors(run)(debug=debug)
 
 
-def _serve(bundle, grpc_port, http_port, metrics_port, address, backend, precision, threads, instances, max_batch, batching,
-           max_queue_delay_us, tls_cert, tls_key, tls_ca, mtls, log_file) -> None:
-    from psf.errors import UsageError
+def _serve(bundle: Path, options) -> None:
     from psf.manifest import load_manifest
     from psf.progress import stderr
-    from psf.serve.server import MapServer, ServeOptions, TlsFiles
+    from psf.serve.server import MapServer
 
-    if backend not in BACKENDS:
-        raise UsageError(f"--backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if (tls_cert is None) != (tls_key is None):
-        raise UsageError("--tls-cert and --tls-key go together")
-    if (mtls or tls_ca) and tls_cert is None:
-        raise UsageError("--mtls/--tls-ca need --tls-cert and --tls-key (the server's own certificate)")
-    tls = TlsFiles(tls_cert, tls_key, tls_ca, mtls) if tls_cert else None
-    options = ServeOptions(address=address, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port,
-                           backend=backend, precision=precision, threads=threads, instances=instances, max_batch=max_batch, batching=batching,
-                           max_queue_delay_us=max_queue_delay_us, tls=tls, log_file=log_file)
+    o = options
     manifest = load_manifest(bundle)
-    server = MapServer(manifest, options)
+    server = MapServer(manifest, o)
     server.start()
     payload = manifest.payload_bytes()
     stderr.print(f"psf-serve: map net of {manifest.root} as {', '.join(s.model_name for s in server.schemas)}", highlight=False)
-    stderr.print(f"  grpc{'s (TLS' + (', mutual' if mtls else '') + ')' if tls else ''} {address}:{grpc_port}"
-                 f"{f' | http {server.http_address}:{http_port} (/v2/health/ready)' if http_port else ''}"
-                 f"{f' | metrics :{metrics_port}' if metrics_port else ''}", highlight=False)
-    stderr.print(f"  batching {'on, up to ' + str(max_batch) + f', {max_queue_delay_us} us queue delay' if batching else 'off'}"
-                 f" | {instances} instance(s) on {backend} ({precision}) | {payload['up']} B up, {payload['down']} B down per slice (fp16)",
-                 highlight=False)
+    stderr.print(f"  grpc{'s (TLS' + (', mutual' if o.tls.mutual else '') + ')' if o.tls else ''} {o.address}:{o.grpc_port}"
+                 f"{f' | http {server.http_address}:{o.http_port} (/v2/health/ready: every model loaded)' if o.http_port else ''}"
+                 f"{f' | metrics {server.http_address}:{o.metrics_port}' if o.metrics_port else ''}", highlight=False)
+    stderr.print(f"  batching {'on, up to ' + str(o.max_batch) + f', {o.max_queue_delay_us} us queue delay' if o.batching else 'off'}"
+                 f" | {o.instances} instance(s) per wire on {o.backend} ({o.precision}) | {payload['up']} B up, "
+                 f"{payload['down']} B down per slice (fp16)", highlight=False)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        stderr.print("  warning: running as root; run psf-serve as an unprivileged user (it needs no privilege: "
+                     "ports above 1024, its files in a private temporary folder)", highlight=False)
     stderr.print(f"  {READY_BANNER}", highlight=False)
     server.serve_forever()

@@ -24,7 +24,11 @@ SCHEMES = ("grpc", "grpcs", "http")
 
 
 class RemoteError(PsfError):
-    """The map server refused a request or could not be reached."""
+    """The map server refused a request or could not be reached (`transient`: unreachable, worth waiting for)."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -132,31 +136,40 @@ class RemoteMap:
         return client
 
     def connect(self, wait_s: float = 0.0) -> "RemoteMap":
-        """Check that the server is up and serves this bundle's map net; wait up to `wait_s` for it."""
+        """Check that the server is up and serves this bundle's map net; wait up to `wait_s` for it.
+
+        A server that is starting (not reachable yet, or still loading its models) is waited for; a ready
+        server without this model fails at once (psf-serve is ready only once every model is loaded)."""
         deadline = time.monotonic() + wait_s
         while True:
             try:
                 if self._call(lambda c: c.is_model_ready(self.schema.model_name)):
                     break
-                served = self._served_models()
-                listing = "it does not list its models" if served is None else f"it serves: {', '.join(served) or 'nothing'}"
-                raise RemoteError(
-                    f"{self.url} does not serve model {self.schema.model_name} (the map net of this bundle, "
-                    f"map.onnx sha256 {self.schema.map_sha256[:12]}...); {listing}. "
-                    f"Serve the same bundle there: psf-serve BUNDLE/ (or a model repository from psf-export --triton-repo)")
+                server_ready = self._call(lambda c: c.is_server_ready())
             except RemoteError as exc:
-                if time.monotonic() >= deadline or "does not serve" in str(exc):
+                if time.monotonic() >= deadline or not exc.transient:
                     raise
                 time.sleep(0.5)
+                continue
+            if server_ready or time.monotonic() >= deadline:
+                served = self._served_models()
+                listing = "it does not list its models" if served is None else f"it serves: {', '.join(served) or 'nothing'}"
+                waited = "" if server_ready else f" after waiting {wait_s:.0f} s (raise --timeout if it is still loading)"
+                raise RemoteError(
+                    f"{self.url} does not serve model {self.schema.model_name}{waited} (the map net of this bundle, "
+                    f"map.onnx sha256 {self.schema.map_sha256[:12]}...); {listing}. "
+                    f"Serve the same bundle there: psf-serve BUNDLE/ (or a model repository from psf-export --triton-repo)")
+            time.sleep(0.5)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.options.inflight, thread_name_prefix="psf-remote")
         return self
 
     def _served_models(self) -> list[str] | None:
-        """READY models, or None where the server keeps its repository index private (PyTriton does)."""
+        """READY models, or None where the server keeps its repository index private (psf-serve does: one
+        try, no retries, as a restricted API answers UNAVAILABLE)."""
         try:
-            index = self._call(lambda c: c.get_model_repository_index())
-        except RemoteError:
+            index = self._client().get_model_repository_index()
+        except Exception:  # tritonclient's InferenceServerException or a socket error: no listing
             return None
         if hasattr(index, "models"):  # gRPC protobuf
             return [m.name for m in index.models if m.state == "READY"]
@@ -185,7 +198,8 @@ class RemoteMap:
                     raise RemoteError(f"{self.url}: {_message(exc)}") from exc
                 if attempt == o.retries:
                     raise RemoteError(f"{self.url} unavailable after {o.retries + 1} attempts ({_message(exc)}); "
-                                      f"is psf-serve running there? check --server, or raise --retries/--timeout") from exc
+                                      f"is psf-serve running there? check --server, or raise --retries/--timeout",
+                                      transient=True) from exc
                 with self._stats_lock:
                     self.stats.retries += 1
                 self._local.client = None  # a fresh connection for the next try

@@ -55,11 +55,16 @@ class LoopbackServer:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self) -> "LoopbackServer":
+    def start_process(self) -> subprocess.Popen:
+        """Start `psf serve` and return at once (start() also waits until it is ready)."""
         command = [sys.executable, "-m", "psf", "serve", str(self.bundle), "--address", "127.0.0.1",
                    "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port),
                    "--metrics-port", str(self.metrics_port), *self.extra_args]
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self.process
+
+    def start(self) -> "LoopbackServer":
+        self.start_process()
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -73,9 +78,8 @@ class LoopbackServer:
     def ready(self) -> bool:
         """`psf serve` has printed its banner, and Triton and every wire's map model say ready.
 
-        Triton reports healthy before PyTriton has bound the models, and the models one by one: a client
-        started on the fp16 model alone raced the fp32 model's loading and the banner (a CI failure).
-        HTTP stays on loopback with TLS on."""
+        psf-serve's /v2/health/ready alone means every model is loaded (strict readiness, models loaded
+        at startup); the per-model checks stay as a belt to that brace. HTTP stays on loopback with TLS on."""
         from psf.manifest import load_manifest
         from psf.serve.schema import WIRE_DTYPES, WireSchema
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from psf.errors import UsageError
 from psf.manifest import Manifest
+from psf.serve.guard import RequestRefused
 
 WIRE_DTYPES = {"fp16": np.dtype(np.float16), "fp32": np.dtype(np.float32)}
 TRITON_DTYPES = {np.dtype(np.float16): "FP16", np.dtype(np.float32): "FP32"}
@@ -63,14 +64,17 @@ class WireSchema:
     def check_request(self, latents: np.ndarray, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         """Refuse anything but a finite (n, *input_shape) batch of the wire dtype, 1 <= n <= max_batch.
 
-        Triton already checks name, dtype and shape against the model config; this repeats the check
-        where the data is used, so a misconfigured front end cannot pass anything else to the map net.
+        Raises RequestRefused (a ValueError) with a one-line message for the client. Triton checks name,
+        dtype and shape against the model config, but it truncates a declared batch dimension to 32 bits
+        (2**32 arrives without its batch dimension), so the check is repeated on each request where the
+        data is used, before it joins a batch.
         """
         if latents.dtype != self.dtype:
-            raise ValueError(f"{self.input_name}: dtype {latents.dtype}, model {self.model_name} takes {self.dtype}")
+            raise RequestRefused("dtype", f"{self.input_name}: dtype {latents.dtype}, model {self.model_name} takes {self.dtype}")
         if latents.ndim != 1 + len(self.input_shape) or tuple(latents.shape[1:]) != self.input_shape:
-            raise ValueError(f"{self.input_name}: shape {list(latents.shape)}, this model takes [n, {', '.join(map(str, self.input_shape))}]")
+            raise RequestRefused("shape", f"{self.input_name}: shape {list(latents.shape)}, this model takes "
+                                          f"[n, {', '.join(map(str, self.input_shape))}] with n the slices sent")
         if not 1 <= latents.shape[0] <= max_batch:
-            raise ValueError(f"{self.input_name}: {latents.shape[0]} slices in one request, the limit is {max_batch}")
+            raise RequestRefused("batch", f"{self.input_name}: {latents.shape[0]} slices in one request, the limit is {max_batch}")
         if not np.isfinite(latents).all():
-            raise ValueError(f"{self.input_name}: contains NaN or infinity; latents from the bundle's encoder are finite")
+            raise RequestRefused("nonfinite", f"{self.input_name}: contains NaN or infinity; latents from the bundle's encoder are finite")

@@ -1,4 +1,4 @@
-"""A real map server (psf serve, PyTriton) on loopback for the session, TLS material, a capturing proxy."""
+"""A real map server (psf serve: tritonserver with psf's own model) on loopback for the session, TLS material, a capturing proxy."""
 
 from __future__ import annotations
 

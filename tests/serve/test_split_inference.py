@@ -53,7 +53,7 @@ def test_unreachable_server_fails_clearly(tiny_bundle, mni_data, tmp_path):
 
     url = f"grpc://127.0.0.1:{free_ports(1)[0]}"
     result = run_cli("infer", "--engine", str(tiny_bundle), str(mni_data / "test" / "images"), "-o", str(tmp_path),
-                     "--server", url, "--retries", "1")
+                     "--server", url, "--retries", "1", "--timeout", "2")  # a starting server is waited for --timeout
     assert result.returncode == 1
     assert url in result.stderr and "unavailable after 2 attempts" in result.stderr
     assert not list(tmp_path.rglob("*.nii.gz"))
