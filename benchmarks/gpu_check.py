@@ -1,6 +1,9 @@
 """GPU check: runs psf.runtime.cuda for real, then times the torch path of the three stages on the GPU.
 
-    python benchmarks/gpu_check.py --checkpoint demo/model.pt [--slices test_slices.npz] [--json out.json]
+    python -m benchmarks.gpu_check --checkpoint demo/model.pt [--slices test_slices.npz] [--json out.json]
+
+(psf installed, e.g. `pip install -e .[train]`. The TensorRT path itself, with the pycuda fallback and
+threads, is checked by benchmarks/trt_gpu_check.py.)
 
 Part 1, the CUDA layer TensorRT's runtime uses (psf.runtime.cuda, no torch): device info, device and
 pinned allocations, host->device->device->host copies on one non-default stream (checked byte for
@@ -21,13 +24,11 @@ import argparse
 import copy
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 BATCHES = (1, 16, 256)
 
@@ -282,7 +283,11 @@ def main() -> None:
     report["torch_path"] = torch_path(args.checkpoint, deadline)
     text = json.dumps(report, indent=2)
     if args.json:
+        from psf.bench.provenance import write_run_json
+
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
+        write_run_json(args.json.parent)
     print(text)
 
 

@@ -8,14 +8,15 @@ from typing import Annotated, Optional
 import typer
 
 from psf.cli.common import DebugOpt, QuietOpt, reports_errors
+from psf.registry import GRAPHS
 
 
 def build(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder (from psf-export) or any file in it.")],
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8: built from the bundle's ONNX of that precision (strongly typed).")] = "fp16",
     batch: Annotated[str, typer.Option(help="Optimization profile MIN:OPT:MAX, or one size for fixed shapes (DLA).")] = "1:16:64",
-    stages: Annotated[str, typer.Option(help="Comma-separated engines to build: encoder, map, decoder, pipeline.")] = "encoder,map,decoder,pipeline",
-    dla: Annotated[Optional[int], typer.Option("--dla", help="Jetson: build for this DLA core (0 or 1), GPU fallback on; needs fixed shapes and fp16/int8.")] = None,
+    stages: Annotated[str, typer.Option(help=f"Comma-separated engines to build: {', '.join(GRAPHS)}.")] = ",".join(GRAPHS),
+    dla: Annotated[Optional[int], typer.Option("--dla", help="Jetson: build for this DLA core (0 or 1), GPU fallback on; needs fixed shapes, fp16/int8 and TensorRT 8.x-10.7 (JetPack 6).")] = None,
     workspace: Annotated[int, typer.Option(help="Builder workspace in MiB.")] = 2048,
     timing_cache: Annotated[Optional[Path], typer.Option(help="Read and update this timing cache file (faster rebuilds).")] = None,
     version_compatible: Annotated[bool, typer.Option(help="Engines that later TensorRT releases of the same major version can run.")] = False,
@@ -25,12 +26,13 @@ def build(
     debug: DebugOpt = False,
 ) -> None:
     """Compile a bundle to TensorRT engines for this GPU (or Jetson DLA), one per stage and precision."""
-    reports_errors(_build)(bundle, precision, batch, stages, dla, workspace, timing_cache, version_compatible, verify,
-                           verify_data, quiet, debug=debug)
+    # The options are made inside reports_errors, so a bad flag value is one clear line, not a traceback.
+    reports_errors(lambda: _build(bundle, build_options(precision, batch, stages, dla, workspace, timing_cache,
+                                                        version_compatible), verify, verify_data, quiet))(debug=debug)
 
 
 def build_options(precision: str, batch: str, stages: str, dla, workspace: int, timing_cache, version_compatible: bool):
-    """BuildOptions from the command line's text, checked (shared with the tests)."""
+    """BuildOptions from the command line's text, checked (a UsageError names the flag)."""
     from psf.export.trt_build import BuildOptions, parse_batch
 
     options = BuildOptions(precision=precision, batch=parse_batch(batch),
@@ -40,12 +42,12 @@ def build_options(precision: str, batch: str, stages: str, dla, workspace: int, 
     return options
 
 
-def _build(bundle, precision, batch, stages, dla, workspace, timing_cache, version_compatible, verify, verify_data, quiet):
+def _build(bundle: Path, options, verify: bool, verify_data: Path | None, quiet: bool) -> None:
+    """Build `options` (a checked BuildOptions) for the bundle at `bundle`, then --verify if asked."""
     from psf.export.trt_build import build_bundle, plan_builds
     from psf.manifest import load_manifest
     from psf.progress import stderr
 
-    options = build_options(precision, batch, stages, dla, workspace, timing_cache, version_compatible)
     manifest = load_manifest(bundle)
     jobs = plan_builds(manifest, options)  # every flag and file is checked before TensorRT is loaded
 
@@ -53,7 +55,7 @@ def _build(bundle, precision, batch, stages, dla, workspace, timing_cache, versi
         stderr.print(f"built {entry['file']} from {job.onnx.name} in {entry['build_s']} s "
                      f"(TensorRT {entry['tensorrt']}, {entry['gpu']}, sm {entry['compute_capability']})", highlight=False)
 
-    with stderr.status(f"building {len(jobs)} {precision} engine(s); TensorRT takes a while per engine"):
+    with stderr.status(f"building {len(jobs)} {options.precision} engine(s); TensorRT takes a while per engine"):
         entries = build_bundle(manifest, options, on_built=None if quiet else built)
     print(f"wrote {', '.join(e['file'] for e in entries)} and updated {manifest.root / 'psf.json'}")
     if verify:

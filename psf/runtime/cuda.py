@@ -4,11 +4,16 @@ cuda-python (`cuda.bindings.runtime`, what TensorRT's own samples use since 10.1
 only it is installed (older Jetson images). Every runtime call returns (err, value...); `_check` turns a
 non-success code into a CudaError naming the call. pycuda is offered without graph capture: the runner
 then enqueues every batch itself, which is correct, only slower at batch 1.
+
+Threads: the CUDA runtime's current device and pycuda's current context belong to a thread, and Triton
+calls a model from its own handler threads; `make_current()` (first thing in every runner call) sets
+them up once in each thread that uses the API.
 """
 
 from __future__ import annotations
 
 import ctypes
+import threading
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -19,6 +24,32 @@ from psf.errors import MissingDependency, PsfError
 
 class CudaError(PsfError):
     """A CUDA runtime call failed; the message names the call and CUDA's own error string."""
+
+
+class PerThread:
+    """Calls `setup` once in each thread that calls this object (a CUDA context is current per thread)."""
+
+    def __init__(self, setup: Callable[[], None]):
+        self._setup, self._local = setup, threading.local()
+
+    def __call__(self) -> None:
+        if not getattr(self._local, "done", False):
+            self._setup()
+            self._local.done = True
+
+
+def driver_advice(bindings_version: str, driver_version: int) -> str:
+    """Why CUDA did not start, in driver terms: cuda-python N needs a CUDA N driver (cudaDriverGetVersion
+    gives 1000 * major + 10 * minor, 0 without a driver) and the extra that matches this driver."""
+    need = int(str(bindings_version).split(".")[0] or 0)
+    if driver_version <= 0:
+        return "no NVIDIA driver was found (is there an NVIDIA GPU and its driver?)"
+    have = f"{driver_version // 1000}.{driver_version % 1000 // 10}"
+    extra = f"privacy-sf[trt-cu{driver_version // 1000}]"
+    if need > driver_version // 1000:
+        return (f"cuda-python {bindings_version} needs a CUDA {need} driver, this driver supports CUDA {have}; "
+                f"update the driver or install the CUDA {driver_version // 1000} build: pip install '{extra}'")
+    return f"the driver supports CUDA {have} (cuda-python {bindings_version})"
 
 
 class CudaBindings:
@@ -33,6 +64,21 @@ class CudaBindings:
         except ImportError:
             from cuda import cudart  # cuda-python < 12.6
         self.rt = cudart
+        self.device = 0
+        self.make_current = PerThread(lambda: self.set_device(self.device))
+
+    @property
+    def version(self) -> str:
+        try:
+            from cuda.bindings import __version__
+        except ImportError:
+            __version__ = "12"
+        return __version__
+
+    def driver_version(self) -> int:
+        """1000 * major + 10 * minor of the CUDA version the driver supports; 0 without a driver."""
+        err, version = self.rt.cudaDriverGetVersion()
+        return int(version) if err == self.rt.cudaError_t.cudaSuccess else 0
 
     def _check(self, call: str, result):
         err, *values = result if isinstance(result, tuple) else (result,)
@@ -46,6 +92,7 @@ class CudaBindings:
 
     def set_device(self, index: int) -> None:
         self._check("cudaSetDevice", self.rt.cudaSetDevice(index))
+        self.device = index
 
     def device_info(self, index: int = 0) -> dict:
         prop = self._check("cudaGetDeviceProperties", self.rt.cudaGetDeviceProperties(index))
@@ -128,8 +175,15 @@ class PyCuda:
         self.drv = drv
         drv.init()
         self._context = drv.Device(0).retain_primary_context()
-        self._context.push()
         self._allocations: dict[int, object] = {}
+        # pycuda's context is current only in the threads that pushed it: Triton's handler threads too.
+        self.make_current = PerThread(self._context.push)
+        self.make_current()
+
+    version = "pycuda"
+
+    def driver_version(self) -> int:
+        return int(self.drv.get_driver_version())
 
     def device_count(self) -> int:
         return self.drv.Device.count()
@@ -199,11 +253,13 @@ def cuda_api():
         try:
             count = api.device_count()
         except CudaError as exc:
-            raise CudaError(f"no usable CUDA GPU ({exc}); the trt backend needs one, use --backend ort here") from exc
+            advice = driver_advice(api.version, api.driver_version())
+            raise CudaError(f"no usable CUDA GPU: {advice} ({exc}); the trt backend needs one, use --backend ort here") from exc
         if count < 1:
             raise CudaError("no CUDA GPU found; the trt backend needs one, use --backend ort here")
         return api
-    raise MissingDependency("cuda-python (or pycuda) for the TensorRT runtime", "trt")
+    raise MissingDependency("cuda-python (or pycuda) for the TensorRT runtime (with a CUDA 13 driver: privacy-sf[trt-cu13])",
+                            "trt-cu12")
 
 
 class DeviceBuffer:
@@ -272,14 +328,19 @@ class CudaGraph:
         try:
             enqueue()
         except Exception:
-            try:
-                api.end_capture(stream.raw)
+            try:  # end the capture (the stream is unusable until then) and free what it recorded
+                api.destroy_graph(api.end_capture(stream.raw), None)
             except CudaError:
-                pass
+                pass  # an invalidated capture yields no graph: nothing to free
             api.clear_error()
             raise
         graph = api.end_capture(stream.raw)
-        return cls(api, graph, api.instantiate(graph))
+        try:
+            return cls(api, graph, api.instantiate(graph))
+        except CudaError:
+            api.destroy_graph(graph, None)
+            api.clear_error()
+            raise
 
     def launch(self, stream: Stream) -> None:
         self.api.launch(self.exec, stream.raw)

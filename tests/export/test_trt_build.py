@@ -4,14 +4,16 @@ the real build, verify and inference at the end need TensorRT and a GPU and are 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from psf.errors import BundleError, EngineMismatch, UsageError
-from psf.export.trt_build import BuildOptions, engine_file, parse_batch, plan_builds, rebuild_command
-from psf.manifest import load_manifest, sha256_file
-from psf.runtime.trt import check_engine, engine_precision, tensorrt_compatible
+from psf.export.trt_build import BuildOptions, build_failure, check_dla, dla_available, engine_entry, parse_batch, plan_builds
+from psf.manifest import Manifest, load_manifest, sha256_file
+from psf.registry import GRAPHS
+from psf.runtime.engines import check_engine, engine_file, engine_precision, rebuild_command, resolve_engine_precision
 from tests.conftest import run_cli
 
 try:
@@ -126,12 +128,70 @@ def test_engine_check_refuses_changed_files(tiny_bundle, tmp_path):
         check_engine(manifest, "map", "fp16", None)
 
 
-@pytest.mark.parametrize("built,installed,compatible,ok", [
-    ("10.3.0", "10.3.0", False, True), ("10.3.0", "10.3.1", False, False), ("10.3.0", "10.7.0", True, True),
-    ("10.7.0", "10.3.0", True, False), ("10.13.0", "11.1.0", True, False), ("11.1.0.5", "11.1.0.5", False, True),
-])
-def test_tensorrt_version_rule(built, installed, compatible, ok):
-    assert tensorrt_compatible(built, installed, compatible) is ok
+@pytest.mark.parametrize("version,available", [("8.6.1", True), ("10.3.0", True), ("10.7.0", True), ("10.8.0", False),
+                                               ("10.13.3.9", False), ("11.0.0", False), ("11.4.0.106", False),
+                                               ("11.4.1", None)])
+def test_dla_exists_only_in_the_tensorrt_releases_that_have_it(version, available):
+    """Fault 2: DLA is in TensorRT 8.x-10.7; 10.8-10.x and 11.0-11.4.0 have none (later: tried)."""
+    assert dla_available(version) is available
+
+
+def test_dla_is_refused_up_front_and_a_dla_build_failure_does_not_blame_the_workspace(tmp_path):
+    with pytest.raises(UsageError, match=r"--dla 0: TensorRT 10.13.3.9 has no DLA support \(DLA is in TensorRT 8.x to 10.7"):
+        check_dla("10.13.3.9", 0)
+    check_dla("10.3.0", 1)
+    check_dla("11.4.0.106", None)
+    message = build_failure(tmp_path / "map.int8.onnx", "map", "10.3.0", 0)
+    assert "DLA" in message and "--workspace" not in message
+    assert "--workspace" in build_failure(tmp_path / "map.fp16.onnx", "map", "10.3.0", None)
+
+
+def test_engine_record_keeps_the_io_dtype_tensorrt_parsed(tmp_path):
+    """Fragile: io_dtype was always float32, so the Triton repository's fp16 branch never ran."""
+    from psf.export.trt_build import BuildJob
+
+    plan = tmp_path / "map.fp16.plan"
+    plan.write_bytes(b"plan")
+    job = BuildJob("map", tmp_path / "map.fp16.onnx", "0" * 64, plan, "z_image")
+    device = {"name": "Orin", "compute_capability": "8.7"}
+    entry = engine_entry(job, BuildOptions(), plan, device, "10.3.0", io_dtype="float16")
+    assert entry["io_dtype"] == "float16" and entry["sha256"] == sha256_file(plan)
+
+
+def _manifest_with(engines: dict) -> Manifest:
+    return Manifest(image_size=8, labels=["background", "brain"], normalization={}, slice_axis=2, opset=20, stages={},
+                    engines=engines, root=Path("demo/bundle"))
+
+
+def test_stage_plan_names_the_engine_that_was_built():
+    """Item 4: `psf-infer --engine bundle/map.plan` is the map engine psf-build made."""
+    one = _manifest_with({"map": {"fp16": {"file": "map.fp16.plan"}}})
+    assert resolve_engine_precision(one, "map.plan", None) == "fp16"
+    assert resolve_engine_precision(one, "map.fp16.plan", None) == "fp16"
+    assert resolve_engine_precision(one, "model.onnx", None) is None
+    with pytest.raises(EngineMismatch, match="no int8 map engine .built: map/fp16.; build it with: "
+                                             "psf-build demo/bundle --precision int8 --stages map"):
+        resolve_engine_precision(one, "map.plan", "int8")
+    two = _manifest_with({"map": {"fp16": {}, "int8": {}}})
+    assert resolve_engine_precision(two, "map.plan", "int8") == "int8"
+    with pytest.raises(UsageError, match="map engines were built in fp16, int8; choose one with --precision"):
+        resolve_engine_precision(two, "map.plan", None)
+    none = _manifest_with({})
+    with pytest.raises(EngineMismatch, match="no map engine .built: none.; build it with: psf-build demo/bundle "
+                                             "--precision fp16 --stages map"):
+        resolve_engine_precision(none, "map.plan", None)
+    assert {f"{g}.plan" for g in GRAPHS} == {"encoder.plan", "map.plan", "decoder.plan", "pipeline.plan"}
+
+
+def test_the_runtime_depends_on_nothing_under_psf_export():
+    """Layering (issue 17): psf.runtime is what a deployed client runs; psf.export is build tooling."""
+    import ast
+
+    runtime = Path(__file__).parents[2] / "psf" / "runtime"
+    for source in runtime.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("psf.export"), f"{source.name} imports {node.module}"
 
 
 def test_rebuild_command_keeps_every_build_choice():
@@ -144,11 +204,16 @@ def test_rebuild_command_keeps_every_build_choice():
 @pytest.mark.skipif(HAS_TRT, reason="checks the message shown where TensorRT is absent")
 def test_cli_without_tensorrt_names_the_extra_and_checks_flags_first(tiny_bundle, mni_data):
     result = run_cli("build", str(tiny_bundle), "--precision", "fp16")
-    assert result.returncode == 1 and "privacy-sf[trt]" in result.stderr and "python3-libnvinfer" in result.stderr
+    assert result.returncode == 1 and "privacy-sf[trt-cu12]" in result.stderr and "python3-libnvinfer" in result.stderr
     result = run_cli("build", str(tiny_bundle), "--dla", "0")
     assert result.returncode == 1 and "--dla needs fixed shapes" in result.stderr
     result = run_cli("infer", "--engine", str(tiny_bundle), str(mni_data / "test" / "images"), "--backend", "trt")
     assert result.returncode == 1 and "no fp16 encoder engine" in result.stderr and "psf-build" in result.stderr
+    # Item 4: map.plan is "the map engine psf-build made"; none was, so psf-build is named, not psf-export.
+    result = run_cli("infer", "--engine", str(tiny_bundle / "map.plan"), str(mni_data / "test" / "images"))
+    assert result.returncode == 1 and "psf-export" not in result.stderr
+    assert f"no map engine (built: none); build it with: psf-build {tiny_bundle} --precision fp16 --stages map" in \
+        " ".join(result.stderr.split())
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ def test_no_gpu_is_a_clear_error():
     with pytest.raises((CudaError, MissingDependency)) as info:
         cuda_api()
     text = str(info.value)
-    assert ("--backend ort" in text) or ("privacy-sf[trt]" in text)
+    assert ("--backend ort" in text) or ("privacy-sf[trt-cu12]" in text and "privacy-sf[trt-cu13]" in text)
 
 
 @pytest.mark.gpu
