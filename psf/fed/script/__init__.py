@@ -1,0 +1,1 @@
+"""The NVFlare job's client script (a package so that non-editable installs ship it)."""
