@@ -14,7 +14,6 @@ validation slice neighbours a training slice. Each kept run of slices is written
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from psf.errors import MissingDependency, PsfError
-from psf.io.atomic import write_text_atomic
 from psf.io.nifti import write_nifti
 from psf.io.scan import Geometry
 
@@ -143,10 +141,8 @@ def build_mni152(out: Path, block: int = 10, gap: int = 1, acquisition: Callable
         write_slab(out, split, name, t1_data[:, :, start:stop], labels[:, :, start:stop], template_affine, start)
         counts[split] += stop - start
         volumes.append({"split": split, "file": name, "slices": [start, stop]})
-    manifest = {
-        "name": "mni152-tissue",
-        "source": template_sources(folder),
-        "labels": list(LABELS),
+    details = {
+        "template": template_sources(folder),
         "label_rule": "argmax(max(0, 1 - p_gm - p_wm), p_gm, p_wm); ties -> lower label",
         "slice_axis": 2,
         "block": block,
@@ -155,8 +151,18 @@ def build_mni152(out: Path, block: int = 10, gap: int = 1, acquisition: Callable
         "volumes": volumes,
         **(extra or {}),
     }
-    write_text_atomic(out / "dataset.json", json.dumps(manifest, indent=2))
+    cases = {s: [v["file"].removesuffix(".nii.gz") for v in volumes if v["split"] == s] for s in ("train", "val", "test")}
+    write_dataset_json(out, "mni152-tissue", cases, details)
     return BuiltDataset(root=out, counts=counts)
+
+
+def write_dataset_json(out: Path, name: str, cases: dict[str, list[str]], details: dict, seed: int | None = None) -> None:
+    """OUT/dataset.json in psf's data-set format (psf.data.dataset; MR, one channel T1, this module's LABELS), with
+    the builder's own `details` (template digests, label rule, splits) kept beside the standard keys."""
+    from psf.data.dataset import DatasetInfo
+
+    DatasetInfo(root=out, name=name, modality="MR", channels=["T1"], labels=list(LABELS), file_ending=".nii.gz", cases=cases,
+                source={"layout": "mni152", "path": None, "split_seed": seed, "split_file": None}, extra=details).save()
 
 
 def _sha256(path: Path) -> str:

@@ -15,14 +15,12 @@ deformations reach; it is no substitute for real subjects.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from psf.data.mni152 import LABELS, load_template, template_dir, template_sources, tissue_labels, write_slab
+from psf.data.mni152 import load_template, template_dir, template_sources, tissue_labels, write_dataset_json, write_slab
 from psf.errors import UsageError
-from psf.io.atomic import write_text_atomic
 
 SCALE = 0.06
 ROTATION_DEG = 4.0
@@ -83,10 +81,8 @@ def build_subjects(out: Path, count: int = 10, step: int = 8, seed: int = 0) -> 
         write_slab(out, split, name, image.astype(np.float32), labels, template_affine, int(planes[0]), step)
         counts[split] += len(planes)
         subjects.append({"file": name, "split": split, **params})
-    manifest = {
-        "name": "mni152-subjects",
-        "source": template_sources(folder),
-        "labels": list(LABELS),
+    details = {
+        "template": template_sources(folder),
         "label_rule": "argmax(max(0, 1 - p_gm - p_wm), p_gm, p_wm) after the subject's deformation; ties -> lower label",
         "slice_axis": 2,
         "planes": planes.tolist(),
@@ -97,5 +93,6 @@ def build_subjects(out: Path, count: int = 10, step: int = 8, seed: int = 0) -> 
         "counts": counts,
         "subjects": subjects,
     }
-    write_text_atomic(out / "dataset.json", json.dumps(manifest, indent=2))
+    cases = {s: [x["file"].removesuffix(".nii.gz") for x in subjects if x["split"] == s] for s in ("train", "val", "test")}
+    write_dataset_json(out, "mni152-subjects", cases, details, seed=seed)
     return counts

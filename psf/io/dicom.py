@@ -7,6 +7,7 @@ NIfTI file that sits on the scan in any viewer. Voxel order is (column, row, sli
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,15 +61,64 @@ def series_uid(path: Path) -> str | None:
 
 def read_dicom(files: list[Path], name: Path) -> Scan:
     """One scan from one file (2D or multi-frame) or from the files of one series. `name` is the path
-    errors name (the file, or the series folder)."""
+    errors name (the file, or the series folder).
+
+    A series with unreadable members (header or pixel data) is read without them when the rest is still one
+    regular volume (no gap along the slice normal): the Scan's `warnings` name every file left out and where its
+    slice sat. Otherwise the error names every unreadable file and the gap's position."""
     if len(files) == 1:
         dataset = _read_full(files[0])
         frames = int(dataset.get("NumberOfFrames", 1) or 1)
         if frames > 1:
             return _multiframe(dataset, files[0])
         return _stack([dataset], [files[0]], name)
-    datasets = [_read_full(path) for path in files]
-    return _stack(datasets, files, name)
+    good: list[tuple[Path, object, np.ndarray]] = []
+    bad: list[tuple[Path, str, object | None]] = []
+    for path in files:
+        dataset = None
+        try:
+            dataset = _read_full(path)
+            good.append((path, dataset, _pixels(dataset, path)))
+        except ScanReadError as exc:
+            bad.append((path, exc.reason, dataset))
+    if not bad:
+        return _stack([g[1] for g in good], [g[0] for g in good], name, [g[2] for g in good])
+    listed = "; ".join(f"{path.name} ({reason}{_where(ds, path)})" for path, reason, ds in bad)
+    if not good:
+        raise ScanReadError(name, f"no member of the series is readable: {listed}")
+    try:
+        scan = _stack([g[1] for g in good], [g[0] for g in good], name, [g[2] for g in good],
+                      step_hint=_series_step([g[1] for g in good] + [b[2] for b in bad if b[2] is not None], files))
+    except ScanReadError as exc:
+        raise ScanReadError(name, f"{len(bad)} unreadable member(s): {listed}; without them the series is not one "
+                                  f"consistent volume: {exc.reason}; not segmented") from exc
+    warning = (f"left out {len(bad)} unreadable slice file(s) of {len(files)}: {listed}; segmented the remaining "
+               f"{len(good)} slices, which form one regular volume")
+    return replace(scan, warnings=(*scan.warnings, warning))
+
+
+def _series_step(datasets: list, files: list[Path]) -> float | None:
+    """The slice step of the whole series (all members whose header gives a position), so that gaps left by
+    unreadable members are measured against the series' own grid, not the remaining slices'."""
+    try:
+        planes = [_plane(ds, path) for ds, path in zip(datasets, files)]
+    except ScanReadError:
+        return None
+    normal = np.cross(planes[0][0], planes[0][1])
+    gaps = np.diff(np.sort([p[2] @ normal for p in planes]))
+    gaps = gaps[gaps > 0]
+    return float(np.median(gaps)) if len(gaps) else None
+
+
+def _where(dataset, path: Path) -> str:
+    """', slice at Z mm along the normal' for a member whose header gave its position; '' otherwise."""
+    if dataset is None:
+        return ""
+    try:
+        row_cos, col_cos, position, _ = _plane(dataset, path)
+    except ScanReadError:
+        return ""
+    return f", its slice at {float(position @ np.cross(row_cos, col_cos)):.2f} mm along the slice normal"
 
 
 def _read_full(path: Path):
@@ -138,8 +188,11 @@ def _geometry(affine: np.ndarray) -> Geometry:
                     sform=affine, sform_code=1)
 
 
-def _stack(datasets: list, files: list[Path], name: Path) -> Scan:
-    """Sort a series by position along the slice normal and check it is one regular volume."""
+def _stack(datasets: list, files: list[Path], name: Path, decoded: list[np.ndarray] | None = None,
+           step_hint: float | None = None) -> Scan:
+    """Sort a series by position along the slice normal and check it is one regular volume.
+    decoded: the files' pixels (frames, rows, cols), when the caller has decoded them already;
+    step_hint: the series' slice step when some of its members are missing (else the median gap)."""
     planes = [_plane(ds, path) for ds, path in zip(datasets, files)]
     row_cos, col_cos, _, spacing = planes[0]
     shape = (int(datasets[0].Rows), int(datasets[0].Columns))
@@ -156,7 +209,7 @@ def _stack(datasets: list, files: list[Path], name: Path) -> Scan:
     distance = distance[order]
     if len(planes) > 1:
         gaps = np.diff(distance)
-        step = float(np.median(gaps))
+        step = step_hint or float(np.median(gaps))
         if (gaps < step * SPACING_TOLERANCE).any() or step <= 0:
             i = int(np.argmin(gaps))
             raise ScanReadError(name, f"duplicate slice position: {files[order[i]].name} and {files[order[i + 1]].name}")
@@ -164,15 +217,18 @@ def _stack(datasets: list, files: list[Path], name: Path) -> Scan:
             i = int(np.argmax(np.abs(gaps - step)))
             kind = "missing slice" if gaps[i] > step else "inconsistent spacing"
             raise ScanReadError(name, f"{kind} between {files[order[i]].name} and {files[order[i + 1]].name} "
-                                      f"({gaps[i]:.3f} mm, the series steps {step:.3f} mm)")
+                                      f"({gaps[i]:.3f} mm, the series steps {step:.3f} mm; the gap lies between "
+                                      f"{distance[i]:.2f} and {distance[i + 1]:.2f} mm along the slice normal, after "
+                                      f"slice {i + 1} of {len(planes)})")
         first, last = planes[order[0]][2], planes[order[-1]][2]
         step_vector = (last - first) / (len(planes) - 1)  # not along the normal under gantry tilt
     else:
         thickness = float(datasets[0].get("SpacingBetweenSlices", 0) or datasets[0].get("SliceThickness", 0) or 1.0)
         step_vector = normal * thickness
-    pixels = np.stack([_pixels(datasets[i], files[i])[0] for i in order])  # (slices, rows, cols)
+    pixels = np.stack([(decoded[i] if decoded is not None else _pixels(datasets[i], files[i]))[0] for i in order])  # (slices, rows, cols)
     affine = _affine(row_cos, col_cos, spacing, planes[order[0]][2], step_vector)
-    return Scan(pixels=np.ascontiguousarray(pixels.transpose(2, 1, 0)), geometry=_geometry(affine), format="dicom")
+    return Scan(pixels=np.ascontiguousarray(pixels.transpose(2, 1, 0)), geometry=_geometry(affine), format="dicom",
+                source_files=tuple(files[i] for i in order))
 
 
 def _multiframe(dataset, path: Path) -> Scan:

@@ -24,7 +24,7 @@ def write_dicom_seg(path: Path, mask: np.ndarray, source_files: tuple[Path, ...]
         from pydicom.sr.codedict import codes
     except ImportError as exc:
         raise MissingDependency("highdicom (DICOM-SEG writing)", "dicom") from exc
-    datasets = [pydicom.dcmread(p) for p in source_files]
+    datasets = [with_type2_attributes(pydicom.dcmread(p, stop_before_pixels=True)) for p in source_files]
     if len(datasets) == 1 and int(datasets[0].get("NumberOfFrames", 1) or 1) > 1:
         raise PsfError(f"{source_files[0]}: DICOM-SEG for enhanced multi-frame sources is not supported yet; "
                        "use the NIfTI mask")
@@ -43,8 +43,10 @@ def write_dicom_seg(path: Path, mask: np.ndarray, source_files: tuple[Path, ...]
         )
         for number, name in enumerate(labels[1:], start=1)
     ]
+    if not segments:
+        raise PsfError(f"the bundle's labels {labels} name no structure besides background; no DICOM-SEG segment to write")
     try:
-        seg = _segmentation(hd, datasets, frames, segments)
+        seg = _segmentation(hd, datasets, frames, segments, omit_empty=bool(frames.any()))
     except (AttributeError, ValueError, TypeError) as exc:
         raise PsfError(f"{source_files[0].parent}: cannot build a DICOM-SEG for this series ({type(exc).__name__}: {exc})") from exc
     with atomic_path(path) as tmp:
@@ -52,10 +54,25 @@ def write_dicom_seg(path: Path, mask: np.ndarray, source_files: tuple[Path, ...]
     return path
 
 
-def _segmentation(hd, datasets, frames, segments):
+# Type-2 attributes of the patient and study modules (PS3.3 C.7.1.1, C.7.2.1): they must be present but may be empty.
+# De-identified and converter-made series often drop them; highdicom copies them from the source into the SEG.
+TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                       "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def with_type2_attributes(dataset):
+    """The dataset (an in-memory copy read for this purpose; the source file is never written) with every missing
+    type-2 patient/study attribute present and empty, as the standard allows."""
+    for keyword in TYPE2_PATIENT_STUDY:
+        if keyword not in dataset:
+            setattr(dataset, keyword, "")
+    return dataset
+
+
+def _segmentation(hd, datasets, frames, segments, omit_empty: bool = True):
     return hd.seg.Segmentation(
         source_images=datasets, pixel_array=frames, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segments, series_instance_uid=hd.UID(), series_number=900, sop_instance_uid=hd.UID(),
         instance_number=1, manufacturer="privacy-sf", manufacturer_model_name="privacy-sf",
-        software_versions=__version__, device_serial_number="0", omit_empty_frames=True,
+        software_versions=__version__, device_serial_number="0", omit_empty_frames=omit_empty,
     )

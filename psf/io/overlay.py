@@ -25,7 +25,7 @@ def overlay_montage(scan_pixels: np.ndarray, mask: np.ndarray, axis: int, volume
     tiles_rgb = []
     for k in picks:
         grey = np.clip((slices[k] - lo) / max(hi - lo, 1e-6), 0, 1)
-        lab = labels[k].astype(int) % len(COLOURS)
+        lab = label_colour_index(labels[k])
         if volume:
             grey, lab = grey.T[::-1], lab.T[::-1]
         rgb = np.repeat(grey[..., None] * 255, 3, axis=2)
@@ -43,9 +43,38 @@ def overlay_montage(scan_pixels: np.ndarray, mask: np.ndarray, axis: int, volume
     return canvas
 
 
-def write_overlay(path: Path, scan_pixels: np.ndarray, mask: np.ndarray, axis: int, volume: bool) -> Path:
+def label_colour_index(labels: np.ndarray) -> np.ndarray:
+    """Row of COLOURS per label: 0 stays 0 (transparent); labels 1.. cycle through the other colours, so no label
+    is ever drawn like background, whatever the number of labels."""
+    labels = labels.astype(int)
+    return np.where(labels > 0, 1 + (labels - 1) % (len(COLOURS) - 1), 0)
+
+
+def legend(names: list[str], width: int) -> np.ndarray:
+    """(H, width, 3) uint8 strip: a colour swatch and the name of every label but background (labels 1..)."""
+    from PIL import Image, ImageDraw
+
+    row_height, per_row = 14, max(1, width // 110)
+    rows = -(-max(1, len(names) - 1) // per_row)
+    strip = Image.new("RGB", (width, rows * row_height + 4), (0, 0, 0))
+    draw = ImageDraw.Draw(strip)
+    for n, name in enumerate(names[1:]):
+        r, c = divmod(n, per_row)
+        x, y = 4 + c * (width // per_row), 2 + r * row_height
+        colour = tuple(int(v) for v in COLOURS[label_colour_index(np.array(n + 1))])
+        draw.rectangle([x, y + 2, x + 9, y + 11], fill=colour)
+        draw.text((x + 13, y), f"{n + 1} {name}"[:18], fill=(255, 255, 255))
+    return np.asarray(strip)
+
+
+def write_overlay(path: Path, scan_pixels: np.ndarray, mask: np.ndarray, axis: int, volume: bool,
+                  labels: list[str] | None = None) -> Path:
+    """The montage, with a legend strip below it naming each label (the bundle's labels) when `labels` is given."""
     from PIL import Image
 
+    picture = overlay_montage(scan_pixels, mask, axis, volume)
+    if labels and len(labels) > 1:
+        picture = np.concatenate([picture, legend(labels, picture.shape[1])], axis=0)
     with atomic_path(path) as tmp:
-        Image.fromarray(overlay_montage(scan_pixels, mask, axis, volume)).save(tmp, format="PNG")
+        Image.fromarray(picture).save(tmp, format="PNG")
     return path

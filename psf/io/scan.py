@@ -33,6 +33,10 @@ class Scan:
     pixels: np.ndarray
     geometry: Geometry = field(default_factory=Geometry)
     format: str = "nifti"
+    # What a user should know about how the scan was read (e.g. DICOM slices left out), one line each.
+    warnings: tuple[str, ...] = ()
+    # DICOM series: the member files the pixels came from, in slice order (a DICOM-SEG must reference exactly these).
+    source_files: tuple = ()
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -134,3 +135,46 @@ def test_dicom_seg_references_the_series(tiny_bundle, mni_data, tmp_path):
     assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["grey_matter", "white_matter"]
+
+
+def test_series_faults_and_shared_stems_in_one_run(tiny_bundle, mni_data, tmp_path):
+    """Issue 14's three faults: a series with an unreadable member is segmented without it (and says so); a series
+    lacking optional patient/study attributes gets a DICOM-SEG highdicom reads; vol.mha and vol.nrrd get one mask
+    each; a scan whose DICOM-SEG cannot be built counts as failed while its mask is kept and reported."""
+    import highdicom as hd
+    import pydicom
+    import SimpleITK as sitk
+
+    from psf.io.dicom_seg import TYPE2_PATIENT_STUDY
+    from tests.io.dicom_factory import write_series
+
+    volume = np.asarray(nib.load(next((mni_data / "test" / "images").iterdir())).dataobj, dtype=np.float32)
+    scans, out, report = tmp_path / "scans", tmp_path / "out", tmp_path / "run.json"
+    partial = write_series(scans / "partial", volume[:, :, :5])
+    broken = pydicom.dcmread(partial[4])
+    broken.PixelData = broken.PixelData[:64]
+    broken.save_as(partial[4])
+    for path in write_series(scans / "stripped", volume[:, :, :4]):
+        ds = pydicom.dcmread(path)
+        for keyword in TYPE2_PATIENT_STUDY[2:]:
+            delattr(ds, keyword)
+        ds.save_as(path)
+    for path in write_series(scans / "noframe", volume[:, :, :3]):
+        ds = pydicom.dcmread(path)
+        del ds.FrameOfReferenceUID
+        ds.save_as(path)
+    image = sitk.GetImageFromArray(volume[:, :, :3].transpose(2, 1, 0))
+    sitk.WriteImage(image, str(scans / "vol.mha"))
+    sitk.WriteImage(image, str(scans / "vol.nrrd"))
+    result = run_cli("infer", "--engine", str(tiny_bundle), str(scans), "-o", str(out), "--dicom-seg", "--report", str(report), "-q")
+    run = {Path(f["input"]).name: f for f in json.loads(report.read_text())["files"]}
+    assert result.returncode == 1 and "5 scans, 1 failed" in result.stdout, result.stderr
+    assert run["partial"]["status"] == "ok" and "IM0004.dcm" in run["partial"]["warnings"][0]
+    assert "IM0004.dcm" in result.stderr and nib.load(out / "partial_mask.nii.gz").shape[2] == 4
+    seg = hd.seg.segread(out / "stripped_seg.dcm")
+    assert run["stripped"]["status"] == "ok" and seg.PatientSex == ""
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["grey_matter", "white_matter"]
+    assert run["noframe"]["status"] == "failed" and "dicom_seg not written" in run["noframe"]["reason"]
+    assert (out / "noframe_mask.nii.gz").is_file() and run["noframe"]["outputs"] == {"mask": str(out / "noframe_mask.nii.gz")}
+    assert {run["vol.mha"]["output"], run["vol.nrrd"]["output"]} == {str(out / "vol_mha_mask.nii.gz"), str(out / "vol_nrrd_mask.nii.gz")}
+    assert all(run[n]["status"] == "ok" for n in ("vol.mha", "vol.nrrd")) and "share a name" in result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -96,8 +98,10 @@ def test_two_series_in_one_folder_become_two_scans(anatomy, tmp_path):
 def test_reader_returns_no_header_values(anatomy, tmp_path):
     write_series(tmp_path / "canary", anatomy[:, :, :3], canary="ZQXJ7")
     scan = read_source(find_scans([tmp_path / "canary"])[0])
-    assert set(vars(scan)) == {"pixels", "geometry", "format"}
-    text = repr(scan.geometry) + scan.format
+    # warnings (reader messages) and source_files (the input paths, for DICOM-SEG) carry no header value either
+    assert set(vars(scan)) == {"pixels", "geometry", "format", "warnings", "source_files"}
+    assert all(isinstance(p, Path) and p.parent == tmp_path / "canary" for p in scan.source_files)
+    text = repr(scan.geometry) + scan.format + repr(scan.warnings)
     assert "ZQXJ7" not in text and "1.2." not in text
     assert scan.pixels.dtype == np.float32
 
