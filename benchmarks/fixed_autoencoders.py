@@ -66,7 +66,12 @@ def _retrain_clients(nets, splits: dict[str, SliceSet], views: int, seconds: flo
 
 
 def write_outputs(out: Path, meta: dict, rows: list[dict], table: list[str]) -> None:
-    """out.json (meta + rows) and out.md (the table), each written atomically; the table is printed too."""
+    """out.json (meta + rows), out.md (the table) and run.json (provenance) beside them, each written
+    atomically; the table is printed too."""
+    from psf.bench.provenance import write_run_json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out.with_suffix(".json"), json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     write_text_atomic(out.with_suffix(".md"), "\n".join(table) + "\n")
+    write_run_json(out.parent, seed=meta.get("seed"))
     print("\n".join(table))

@@ -2,7 +2,7 @@
 
 The volume is the MNI152 T1 template (from nilearn) padded to 256 x 256 in-plane and 200 slices, so it
 is real anatomy at the size the issue names. Usage:
-    python benchmarks/infer_volume.py demo/bundle [--mode local|staged]
+    python -m benchmarks.infer_volume demo/bundle [--mode local|staged] [--out FOLDER]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--mode", default="local")
+    parser.add_argument("--out", type=Path, help="output folder (default: benchmarks/results/<date>-infer-volume)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         scan = Path(tmp) / "volume200.nii.gz"
@@ -49,9 +50,17 @@ def main() -> None:
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     parts = run["breakdown_seconds"]
     io_share = (parts["read_write"] + parts["preprocess"] + parts["postprocess"]) / run["seconds"]
-    print(json.dumps({"slices": run["slices"], "process_wall_s": round(wall, 2), "run_s": run["seconds"],
-                      "breakdown_s": parts, "io_pre_post_share": round(io_share, 3),
-                      "peak_rss_mib": round(peak_mib, 1), "mode": args.mode}, indent=2))
+    text = json.dumps({"slices": run["slices"], "process_wall_s": round(wall, 2), "run_s": run["seconds"],
+                       "breakdown_s": parts, "io_pre_post_share": round(io_share, 3),
+                       "peak_rss_mib": round(peak_mib, 1), "mode": args.mode}, indent=2)
+    from psf.bench.provenance import results_dir, write_run_json
+    from psf.io.atomic import write_text_atomic
+
+    out = args.out or results_dir("infer-volume")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "result.json", text + "\n")
+    write_run_json(out)
+    print(text)
 
 
 if __name__ == "__main__":

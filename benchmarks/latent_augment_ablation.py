@@ -7,7 +7,7 @@ the test split (Dice, grey and white matter) and attacked (membership inference,
 the augmentation also narrow the gap between training and held-out losses?). Only the server stage varies, so differences are the
 augmentations' doing (and the run-to-run noise, which the repeated baseline row shows).
 
-    python benchmarks/latent_augment_ablation.py [demo/model.pt demo/data] [--seconds 150] [--out benchmarks/latent-augment-ablation]
+    python -m benchmarks.latent_augment_ablation [demo/model.pt demo/data] [--seconds 150] [--out benchmarks/latent-augment-ablation]
         [--variants "shift;shift,token_dropout,mix,noise"]   (rows to run; default: the table's nine)
 """
 
@@ -29,7 +29,7 @@ from psf.train.loop import Budget
 from psf.train.run import evaluate
 from psf.train.stages import StageOptions, train_mapping
 
-from fixed_autoencoders import encode_with_fixed_clients, write_outputs  # benchmarks/, beside this script
+from benchmarks.fixed_autoencoders import encode_with_fixed_clients, write_outputs
 
 VARIANTS = ["none", "shift", "shift,flip", "shift,rot90", "shift,token_dropout", "shift,mix", "shift,noise",
             "shift,flip,rot90,token_dropout,mix,noise", "shift"]  # "shift" again: the noise floor
@@ -42,9 +42,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=150.0, help="mapping-net training budget per variant")
     parser.add_argument("--views", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/latent-augment-ablation"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output stem (default: benchmarks/results/<date>-latent-augment-ablation/result)")
     parser.add_argument("--variants", help="semicolon-separated augmentation sets (default: the nine of the table)")
     args = parser.parse_args()
+    if args.out is None:
+        from psf.bench.provenance import results_dir
+
+        args.out = results_dir("latent-augment-ablation") / "result"
     torch.set_num_threads(args.threads)
     fixed = encode_with_fixed_clients(args.model, args.data, args.views)
     nets, labels, splits, pairs, encoded = fixed.nets, fixed.labels, fixed.splits, fixed.pairs, fixed.encoded

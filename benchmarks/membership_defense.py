@@ -11,7 +11,7 @@ out-of-fold reference nets (psf.privacy.reference), trained once and shared by a
 slice against the training slices within 10 mm. "two-sided" is max(AUC, 1 - AUC) of the stronger attack
 (the audit's headline).
 
-    python benchmarks/membership_defense.py [demo/model.pt demo/data] [--seconds 324] [--rows "none;distill:2@shift,noise"]
+    python -m benchmarks.membership_defense [demo/model.pt demo/data] [--seconds 324] [--rows "none;distill:2@shift,noise"]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from psf.train.loop import Budget
 from psf.train.run import evaluate
 from psf.train.stages import StageOptions, train_mapping
 
-from fixed_autoencoders import encode_with_fixed_clients, write_outputs  # benchmarks/, beside this script
+from benchmarks.fixed_autoencoders import encode_with_fixed_clients, write_outputs
 
 
 def main() -> None:
@@ -46,8 +46,13 @@ def main() -> None:
     parser.add_argument("--clients-on-all-slices", type=float, default=None, metavar="SECONDS",
                         help="diagnostic: retrain the client autoencoders on train+val+test first (psf-train's 9-min share: 189)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every row's server training (the references keep theirs)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/membership-defense"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output stem (default: benchmarks/results/<date>-membership-defense/result)")
     args = parser.parse_args()
+    if args.out is None:
+        from psf.bench.provenance import results_dir
+
+        args.out = results_dir("membership-defense") / "result"
     torch.set_num_threads(args.threads)
     fixed = encode_with_fixed_clients(args.model, args.data, clients_on_all_slices=args.clients_on_all_slices)
     nets, labels, splits, pairs, encoded = fixed.nets, fixed.labels, fixed.splits, fixed.pairs, fixed.encoded

@@ -1,6 +1,6 @@
 """Accuracy and CPU latency of each ONNX precision variant of a bundle, with ONNX Runtime.
 
-    python benchmarks/precision_accuracy.py demo/bundle demo/data [--json out.json] [--markdown out.md]
+    python -m benchmarks.precision_accuracy demo/bundle demo/data [--out FOLDER]
 
 For fp32, fp16, int8 (the symmetric Q/DQ file TensorRT builds from) and int8-cpu (the uint8 file ONNX
 Runtime runs on CPUs): test-split Dice per class and the change from fp32, then the fused pipeline's
@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from psf.bench.timing import time_calls  # noqa: E402
-from psf.manifest import load_manifest, verify_file  # noqa: E402
-from psf.metrics import confusion_counts, report  # noqa: E402
-from psf.runtime.ort import OrtRunner  # noqa: E402
-from psf.train.data import load_split  # noqa: E402
+from psf.bench.timing import time_calls
+from psf.manifest import load_manifest, verify_file
+from psf.metrics import confusion_counts, report
+from psf.runtime.ort import OrtRunner
+from psf.train.data import load_split
 
 VARIANTS = ("fp32", "fp16", "int8", "int8-cpu")
 
@@ -68,15 +65,18 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=400)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--out", type=Path, help="output folder (default: benchmarks/results/<date>-precision-cpu)")
     args = parser.parse_args()
+    from psf.bench.provenance import results_dir, write_run_json
+    from psf.io.atomic import write_text_atomic
+
+    out = args.out or results_dir("precision-cpu")
+    out.mkdir(parents=True, exist_ok=True)
     result = measure(args.bundle, args.data, args.threads, args.iters)
     table = markdown(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown:
-        args.markdown.write_text(table)
+    write_text_atomic(out / "result.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out / "result.md", table)
+    write_run_json(out)
     print(table, end="")
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 # The data path, in order. Each stage is one ONNX file in a bundle; the pipeline fuses all three.
 STAGES = ("encoder", "map", "decoder")
 PIPELINE = "pipeline"
-BUNDLE_FILES = {stage: f"{stage}.onnx" for stage in (*STAGES, PIPELINE)}
+CLIENT_STAGES = ("encoder", "decoder")  # what a hospital runs in split mode; the map net is the server's
+GRAPHS = (*STAGES, PIPELINE)  # every ONNX graph of a bundle (and every engine psf-build makes)
+BUNDLE_FILES = {stage: f"{stage}.onnx" for stage in GRAPHS}
 MANIFEST_NAME = "psf.json"
 
 # Model file suffix -> backend that runs it (".plan" engines come with psf-build).
@@ -13,8 +15,9 @@ SUFFIX_BACKEND = {
     ".onnx": "ort",
     ".plan": "trt",
     ".engine": "trt",
-    ".pt": "torch",
 }
+# Training checkpoints (psf-train): data for psf-export, never run by psf-infer (the edge path has no torch).
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 # Backends psf-infer offers, with what each needs.
 BACKENDS = {

@@ -12,10 +12,7 @@ from psf.bench.jetson import PowerSampler
 from psf.bench.stages import STAGE_ORDER, ort_calls, sample_inputs, torch_calls, trt_calls
 from psf.bench.timing import peak_rss_mib, time_calls
 from psf.manifest import Manifest
-
-# This machine's fp32 peak (2 cores, AVX-512 FMA); override with --peak-gflops for other hosts.
-DEFAULT_PEAK_GFLOPS = 190.0
-
+from psf.registry import GRAPHS
 
 @dataclass(frozen=True)
 class BenchOptions:
@@ -25,7 +22,7 @@ class BenchOptions:
     warmup: int = 5
     iters: int = 50
     checkpoint: Path | None = None
-    peak_gflops: float = DEFAULT_PEAK_GFLOPS
+    peak_gflops: float | None = None  # None: measured in this run (psf.bench.peak); a number overrides the probe
     scan: Path | None = None  # also time psf-infer's whole path on this scan
     precision: str = "fp32"  # ONNX variant / engines for ort and trt; torch runs the checkpoint in fp32
 
@@ -34,7 +31,7 @@ def stage_flops(manifest: Manifest) -> dict[str, int] | None:
     """FLOPs per stage at batch 1, or None when the `onnx` package is absent."""
     try:
         from psf.bench.flops import count_flops
-        return {s: count_flops(manifest.path_of(s)) for s in ("encoder", "map", "decoder", "pipeline")}
+        return {s: count_flops(manifest.path_of(s)) for s in GRAPHS}
     except ImportError:
         return None
 
@@ -44,10 +41,11 @@ def run_bench(manifest: Manifest, opts: BenchOptions, on_result=None) -> dict:
     for backend in opts.backends:
         for batch in opts.batch_sizes:
             inputs = sample_inputs(manifest, batch)
+            opened = []  # TensorRT runners: deactivated (GPU memory freed) once their stages are timed
             if backend == "torch":
                 calls = torch_calls(_checkpoint(manifest, opts), inputs, opts.threads)
             elif backend in ("trt", "trt-nograph"):  # with and without CUDA graph replay
-                calls = trt_calls(manifest, inputs, opts.precision, graphs=backend == "trt")
+                calls = trt_calls(manifest, inputs, opts.precision, graphs=backend == "trt", opened=opened)
             else:
                 calls = ort_calls(manifest, inputs, opts.threads, backend, opts.precision)
             for stage in STAGE_ORDER:
@@ -61,6 +59,8 @@ def run_bench(manifest: Manifest, opts: BenchOptions, on_result=None) -> dict:
                 results.append(row)
                 if on_result:
                     on_result(row)
+            for runner in opened:
+                runner.deactivate()
     flops = stage_flops(manifest)
     breakdown = scan_breakdown(manifest, opts.scan, opts.threads) if opts.scan else None
     report = {
@@ -76,12 +76,27 @@ def run_bench(manifest: Manifest, opts: BenchOptions, on_result=None) -> dict:
         "scan_breakdown": breakdown,
     }
     if flops:
-        floor_ms = flops["pipeline"] / (opts.peak_gflops * 1e9) * 1000
-        report["flop_floor"] = {"peak_gflops": opts.peak_gflops, "pipeline_ms": round(floor_ms, 3)}
-        best = [r for r in results if r["stage"] == "pipeline" and r["batch"] == 1 and r["backend"].startswith("ort")
-                and r["precision"] == "fp32"]  # the floor is an fp32 CPU figure
-        if best:
-            report["flop_floor"]["pipeline_batch1_vs_floor"] = round(best[0]["p50"] / floor_ms, 2)
+        report["flop_floor"] = flop_floor(flops["pipeline"], results, opts)
+    return report
+
+
+def flop_floor(pipeline_flops: int, results: list[dict], opts: BenchOptions) -> dict:
+    """The pipeline's time at this host's measured GEMM peak, and how far ONNX Runtime's batch-1 pipeline is
+    from it. int8 graphs are held against the int8 GEMM peak, fp32/fp16 graphs against the fp32 one."""
+    integer = opts.precision == "int8"
+    if opts.peak_gflops is not None:
+        peak, source = opts.peak_gflops, "--peak-gflops"
+    else:
+        from psf.bench.peak import gemm_peak
+
+        peak, source = gemm_peak(opts.threads, integer=integer), f"measured: ONNX Runtime {'int8' if integer else 'fp32'} GEMM"
+    floor_ms = pipeline_flops / (peak * 1e9) * 1000
+    floor = {"peak_gflops": peak, "peak_source": source, "pipeline_ms": round(floor_ms, 3)}
+    best = [r for r in results if r["stage"] == "pipeline" and r["batch"] == 1 and r["backend"].startswith("ort")
+            and r["precision"] == opts.precision]
+    if best:
+        floor["pipeline_batch1_vs_floor"] = round(best[0]["p50"] / floor_ms, 2)
+    return floor
     return report
 
 
@@ -132,7 +147,8 @@ def markdown(report: dict) -> str:
         lines.append(f"GFLOPs per slice: {flops}.")
         floor = report["flop_floor"]
         ratio = floor.get("pipeline_batch1_vs_floor")
-        lines.append(f"FLOP floor at {floor['peak_gflops']:.0f} GFLOP/s: {floor['pipeline_ms']:.2f} ms per slice"
+        lines.append(f"FLOP floor at {floor['peak_gflops']:.0f} G(FL)OP/s ({floor.get('peak_source', 'given')}): "
+                     f"{floor['pipeline_ms']:.2f} ms per slice"
                      + (f"; ONNX Runtime batch-1 pipeline is {ratio:.2f}x the floor." if ratio else "."))
     lines.append(f"Peak RSS: {report['peak_rss_mib']} MiB.")
     if report.get("scan_breakdown"):

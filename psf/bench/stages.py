@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from psf.manifest import Manifest, verify_file
+from psf.registry import GRAPHS, PIPELINE, STAGES
 
-STAGE_ORDER = ("encoder", "map", "decoder", "end_to_end", "pipeline")
+# What psf-bench times: each stage, the three chained, and the fused graph.
+STAGE_ORDER = (*STAGES, "end_to_end", PIPELINE)
 
 
 def sample_inputs(manifest: Manifest, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -32,7 +34,7 @@ def ort_calls(manifest: Manifest, inputs: dict[str, np.ndarray], threads: int | 
 
     variant = variant_for(precision, backend)
     runners = {s: OrtRunner(verify_file(manifest, s, variant), backend, threads, spin=s == "pipeline").activate()
-               for s in ("encoder", "map", "decoder", "pipeline")}
+               for s in GRAPHS}
 
     def run(stage: str, feed: np.ndarray) -> np.ndarray:
         spec = manifest.stages[stage]
@@ -47,14 +49,18 @@ def ort_calls(manifest: Manifest, inputs: dict[str, np.ndarray], threads: int | 
     }
 
 
-def trt_calls(manifest: Manifest, inputs: dict[str, np.ndarray], precision: str, graphs: bool) -> dict[str, Callable]:
+def trt_calls(manifest: Manifest, inputs: dict[str, np.ndarray], precision: str, graphs: bool,
+              opened: list | None = None) -> dict[str, Callable]:
     """Stage -> callable on TensorRT engines (host in, host out, one stream). end_to_end chains the three
-    stage engines on the device; pipeline is the fused engine (or the same chain if none was built)."""
+    stage engines on the device; pipeline is the fused engine (or the same chain if none was built).
+    The activated runners are appended to `opened`: the caller deactivates them (GPU memory)."""
     from psf.runtime.trt import CHAIN, TrtRunner
 
     runners = {s: TrtRunner(manifest, (s,), precision, graphs=graphs).activate() for s in CHAIN}
     runners["end_to_end"] = TrtRunner(manifest, CHAIN, precision, graphs=graphs).activate()
     runners["pipeline"] = TrtRunner(manifest, ("pipeline",), precision, graphs=graphs).activate()
+    if opened is not None:
+        opened.extend(runners.values())
     feeds = {"encoder": "image", "map": "z_image", "decoder": "z_mask", "end_to_end": "image", "pipeline": "image"}
     return {stage: (lambda r=runner, x=inputs[feeds[stage]]: r.infer({"input": x})) for stage, runner in runners.items()}
 

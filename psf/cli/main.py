@@ -9,12 +9,13 @@ from __future__ import annotations
 import typer
 
 from psf import __version__
-from psf.cli import audit, bench, build, data, export, infer, key, score, serve, train
+from psf.cli import audit, bench, build, data, export, fed, infer, key, score, serve, train
 
 app = typer.Typer(name="psf", help=f"privacy-sf {__version__}: privacy-preserving segmentation (Privacy-SF).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(data.app, name="data")
 app.add_typer(key.app, name="key")
+app.add_typer(fed.app, name="fed")
 app.command("train")(train.train)
 app.command("export")(export.export)
 app.command("build")(build.build)

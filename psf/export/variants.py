@@ -12,12 +12,10 @@ import numpy as np
 
 from psf.errors import BundleError
 from psf.export.precision import symmetric_zero_points, to_fp16, to_int8
-from psf.registry import variant_file
+from psf.registry import GRAPHS, variant_file
 from psf.manifest import Manifest, StageFile, sha256_file
 from psf.progress import stderr
 from psf.runtime.ort import OrtRunner
-
-GRAPHS = ("encoder", "map", "decoder", "pipeline")
 
 
 def _variants(precisions) -> list[str]:

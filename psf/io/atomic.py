@@ -46,3 +46,30 @@ def write_text_atomic(target: str | Path, text: str) -> Path:
 
 def write_bytes_atomic(target: str | Path, data: bytes) -> Path:
     return write_atomic(target, lambda p: p.write_bytes(data))
+
+
+@contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """Yield an empty staging folder beside `target`; on success it replaces `target` (a whole bundle or data set
+    appears at once), on any error it is removed and `target` is left as it was.
+
+    A folder cannot be swapped in one rename when `target` exists: the old one is moved aside first and removed
+    after the new one is in place, so an interruption between the two renames leaves `.NAME.old-*` beside it.
+    """
+    import shutil
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield staging
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -73,11 +73,6 @@ class OrtRunner:
     def output_names(self) -> list[str]:
         return [o.name for o in self.activate().session.get_outputs()]
 
-    def io_metadata(self) -> dict[str, list[tuple[str, list, str]]]:
-        session = self.activate().session
-        return {"inputs": [(i.name, i.shape, i.type) for i in session.get_inputs()],
-                "outputs": [(o.name, o.shape, o.type) for o in session.get_outputs()]}
-
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         session = self.activate().session
         outputs = session.run(None, feed)
