@@ -70,7 +70,7 @@ def to_int8(src: Path, dst: Path, calibration: np.ndarray, input_name: str, symm
         quantize_static(
             str(prepared), str(quantized), Feeds(), quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-            per_channel=True, calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=_float_tail(prepared),
+            per_channel=True, calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=_float_nodes(prepared),
             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
         )
         model = onnx.load(str(quantized))
@@ -80,11 +80,13 @@ def to_int8(src: Path, dst: Path, calibration: np.ndarray, input_name: str, symm
         onnx.checker.check_model(str(tmp_path))
 
 
-def _float_tail(path: Path) -> list[str]:
-    """Names of the nodes after the last convolution (tanh, depth-to-space, softmax): they stay fp32."""
+def _float_nodes(path: Path) -> list[str]:
+    """Nodes that stay fp32: those after the last convolution (tanh, depth-to-space, softmax), and GroupNorm's
+    InstanceNormalization (a DP-trained mapping net; ONNX Runtime's quantizer refuses its shared scale/bias)."""
     graph = _onnx().load(str(path)).graph
     last_conv = max(i for i, node in enumerate(graph.node) if node.op_type == "Conv")
-    return [node.name for node in graph.node[last_conv + 1 :]]
+    return [node.name for i, node in enumerate(graph.node)
+            if i > last_conv or node.op_type == "InstanceNormalization"]
 
 
 def _set_precision_meta(model, variant: str) -> None:

@@ -41,6 +41,12 @@ class Networks:
             getattr(self, name).eval()
         return self
 
+    def to(self, device) -> "Networks":
+        """Move every network to `device` ("cpu", "cuda:0", ...); checkpoints are always saved from the CPU."""
+        for name in NETWORK_NAMES:
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
 
 def build_networks(cfg: ModelConfig) -> Networks:
     cfg.check()

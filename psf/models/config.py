@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+NORMS = ("batch", "group")  # the mapping net's normalization layers (psf.models.blocks.norm_layer)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -24,6 +26,9 @@ class ModelConfig:
     client_depth: int = 1
     map_width: int = 32
     map_depth: int = 1
+    # The mapping net's normalization: "batch" (folded into the convolutions at export) or "group"
+    # (what differentially private training needs: psf.train.dp). Older checkpoints lack it: "batch".
+    map_norm: str = "batch"
 
     @property
     def grid(self) -> int:
@@ -46,6 +51,8 @@ class ModelConfig:
 
         if self.image_size % (self.patch * 2) != 0:
             raise UsageError(f"image_size {self.image_size} must be a multiple of 2*patch ({2 * self.patch})")
+        if self.map_norm not in NORMS:
+            raise UsageError(f"map_norm {self.map_norm!r}: choose one of {', '.join(NORMS)}")
         for name in ("image_latent", "mask_latent", "client_width", "map_width", "patch"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -67,20 +67,15 @@ def encode_split(nets, split, key=None) -> Encoded:
 
 
 def _mean_dice(metrics: dict | None) -> float | None:
-    """Mean test Dice over grey and white matter (the foreground classes)."""
-    if not metrics:
-        return None
-    dice = metrics["test"]["dice"]
-    foreground = [v for k, v in dice.items() if k != "other"]
-    return round(float(np.mean(foreground)), 4)
-
-
-def _time_left(started: float, minutes: float) -> float:
-    return minutes * 60 - (time.perf_counter() - started)
+    """The checkpoint's mean test Dice over the foreground labels, as psf.metrics.report computed it when the
+    model was trained (one Dice implementation; any label names, not only the demo's "other" background)."""
+    return metrics["test"]["mean_dice"] if metrics else None
 
 
 def run_audit(opts: AuditOptions) -> dict:
     from psf.pipeline.preprocess import DEFAULT_NORMALIZATION
+    from psf.privacy.report import dp_text
+    from psf.train.dp import privacy_summary
     from psf.train.checkpoint import load_checkpoint
     from psf.train.data import load_split
 
@@ -102,7 +97,8 @@ def run_audit(opts: AuditOptions) -> dict:
                  f"test {len(test.images)} slices), budget {opts.minutes:g} min")
     report: dict = {"model": str(opts.model), "data": str(opts.data), "budget_minutes": opts.minutes,
                     "key_id": key.key_id if key else None,
-                    "membership_defense": ckpt.get("training", {}).get("options", {}).get("membership_defense", "none")}
+                    "membership_defense": ckpt.get("training", {}).get("options", {}).get("membership_defense", "none"),
+                    "dp": privacy_summary(ckpt.get("training"))}  # the mapping net's DP guarantee, or None
     recon: dict[str, np.ndarray] = {}
 
     # Baselines that need no latent: the mean training image; later, the inverter fed random latents.
@@ -138,6 +134,7 @@ def run_audit(opts: AuditOptions) -> dict:
     report["membership_auc"] = membership.headline_auc(report["membership"], ("loss_threshold", "reference_model"))
     report["membership_auc_all_members"] = membership.headline_auc(report["membership"]["all_members"],
                                                                    ("loss_threshold", "reference_model"))
+    stderr.print(f"  membership AUC {report['membership_auc']:.3f} | {dp_text(report['dp'])}")
 
     # d. Encoded-data analysis: a linear probe fitted on the same k leaked pairs, and channel statistics.
     probes = []

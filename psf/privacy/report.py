@@ -24,6 +24,15 @@ def verdicts(report: dict) -> dict:
     return out
 
 
+def dp_text(dp: dict | None) -> str:
+    """The mapping net's DP guarantee in words, from its training log (psf.train.dp.privacy_summary)."""
+    if not dp:
+        return "no DP guarantee"
+    if dp.get("epsilon") is None:
+        return f"DP-SGD without noise (target epsilon {dp.get('target_epsilon')}): no DP guarantee"
+    return f"DP epsilon {dp['epsilon']:g} at delta {dp['delta']:.2g} per {dp.get('unit', 'slice')}"
+
+
 def write_reports(report: dict, out: Path) -> dict[str, Path]:
     out = Path(out)
     recon, truth = report.pop("_recon"), report.pop("_truth")
@@ -37,7 +46,7 @@ def write_reports(report: dict, out: Path) -> dict[str, Path]:
 
 def markdown(r: dict) -> str:
     keyed = f"consortium key {r['key_id']}" if r.get("key_id") else "no consortium key"
-    defense = f"membership defense: {r.get('membership_defense', 'none')}"
+    defense = f"membership defense: {r.get('membership_defense', 'none')} ({dp_text(r.get('dp'))})"
     lines = [f"# Privacy audit of {r['model']}", "", f"Data: {r['data']}; {keyed}; {defense}; budget {r['budget_minutes']} min, "
              f"took {r['seconds']} s. Leaked-decoder headline: the best keyless attack ({r['leaked_decoder']['attack']}; "
              f"after an intensity fit: {r['leaked_decoder']['after_intensity_fit_k10'].get('attack', r['leaked_decoder']['attack'])}).", "",
@@ -56,7 +65,7 @@ def markdown(r: dict) -> str:
     lines += [f"| known-plaintext inversion, k={row['k']} | {row['dice']} |" for row in r["mask"]["inversion"]]
     lines += [f"| linear probe, k={row['k']} | {row['dice']} |" for row in r["mask"]["linear_probe"]]
     lines += ["", "## Membership inference against the mapping net", "",
-              f"Headline AUC {r['membership_auc']}: the stronger attack, max(AUC, 1 - AUC), each held-out slice against the "
+              f"Headline AUC {r['membership_auc']} ({dp_text(r.get('dp'))}): the stronger attack, max(AUC, 1 - AUC), each held-out slice against the "
               f"training slices within {r['membership'].get('radius_mm')} mm of it (same anatomy); with one global threshold over "
               f"all slices {r['membership_auc_all_members']}. The reference model scores target loss minus the loss of a reference "
               "net that never trained on the slice (two nets, each on every other slice of all encoded pairs). The blind "

@@ -31,10 +31,9 @@ from psf.models.config import ModelConfig
 from psf.models.mapping import MappingNet
 from psf.progress import stderr
 from psf.train.latent_augment import LatentAugment
-from psf.train.loop import Budget
 from psf.train.stages import EncodedPairs, StageOptions, train_mapping
 
-DEFENSES = ("none", "distill")
+DEFENSES = ("none", "distill", "dp")  # dp: psf.train.dp (DP-SGD, Opacus)
 
 
 BLOCK_SLICES = 10  # neighbouring slices are near-duplicates: a teacher must be blind to a slice's whole block
@@ -67,9 +66,9 @@ def _predict(net: torch.nn.Module, z: torch.Tensor, batch_size: int = 64) -> tor
 
 
 def _share(opts: StageOptions, share: float) -> StageOptions:
-    """`share` of a time budget; an epoch budget is kept (each net trains that many epochs)."""
+    """`share` of a time budget; an epoch or step budget is kept (each net trains that many)."""
     seconds = None if opts.budget.seconds is None else opts.budget.seconds * share
-    return replace(opts, budget=Budget(seconds=seconds, epochs=opts.budget.epochs))
+    return replace(opts, budget=replace(opts.budget, seconds=seconds))  # keeps the epoch and step budgets
 
 
 def train_mapping_distilled(config: ModelConfig, pairs: EncodedPairs, opts: StageOptions, gen: torch.Generator,
