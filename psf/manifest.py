@@ -47,12 +47,16 @@ class StageFile:
 class Manifest:
     image_size: int
     labels: list[str]
-    normalization: dict
+    normalization: dict | list  # one spec, or one per input channel (psf.pipeline.preprocess)
     slice_axis: int
     opset: int
     stages: dict[str, StageFile]
     wire_dtype: str = "float16"
     key_id: str | None = None
+    # Names of the model's input channels, in order (a multi-channel case's CASE_0000, CASE_0001, ... files);
+    # bundles from before channels were recorded have one.
+    channels: list[str] = field(default_factory=lambda: ["T1"])
+    modality: str = "MR"  # the training data set's (it chose the normalization)
     # Lower-precision ONNX copies (psf.export.precision): variant -> stage -> file; how each was made.
     variants: dict[str, dict[str, StageFile]] = field(default_factory=dict)
     variant_info: dict = field(default_factory=dict)
@@ -65,6 +69,12 @@ class Manifest:
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels of the model (the encoder's and pipeline's image tensor: N, C, S, S)."""
+        stage = self.stages.get("pipeline") or self.stages.get("encoder")
+        return int(stage.inputs[0].shape[1]) if stage is not None else 1
 
     def stage_file(self, stage: str, variant: str = "fp32") -> StageFile:
         """The ONNX file of `stage` in `variant` ("fp32": the bundle's own graphs; "fp16", "int8", "int8-cpu")."""
@@ -119,10 +129,17 @@ def sha256_file(path: Path) -> str:
 
 def find_manifest(path: str | Path) -> Path:
     """psf.json for a bundle folder or for any file inside one."""
+    from psf.registry import CHECKPOINT_SUFFIXES
+
     path = Path(path)
+    if path.suffix in CHECKPOINT_SUFFIXES:
+        raise BundleError(f"{path} is a training checkpoint, not a bundle; export it first: psf-export {path} -o bundle/ "
+                          "and point at the bundle (e.g. --engine bundle/map.onnx)")
     folder = path if path.is_dir() else path.parent
     candidate = folder / MANIFEST_NAME
     if not path.exists():
+        if path.suffix in (".plan", ".engine") and candidate.is_file():
+            return candidate  # map.plan: "the map engine psf-build made"; psf.runtime.engines resolves the file
         raise BundleError(f"{path}: no such file or folder; make a bundle with: psf-export model.pt -o {folder}")
     if not candidate.is_file():
         raise BundleError(f"no {MANIFEST_NAME} beside {path}; point --engine at a file inside a bundle made by psf-export")

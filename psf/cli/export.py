@@ -68,6 +68,12 @@ def _export(checkpoint: Path, out: Path | None, triton: dict, precision: str, ca
         from psf.train.checkpoint import load_checkpoint
 
         nets, ckpt = load_checkpoint(checkpoint)
+        if nets.config.in_channels > 1:
+            from psf.errors import UsageError
+
+            raise UsageError(f"--calibration reads single-channel scans; {checkpoint} takes {nets.config.in_channels} "
+                             "channels: drop --calibration (int8 then calibrates on the template, per channel) or "
+                             "export --precision fp32,fp16")
         calib = read_calibration(calibration, nets.config.image_size, ckpt["normalization"], calibration_slices,
                                  axis=int(ckpt.get("slice_axis", 2)))
     with stderr.status(f"exporting {checkpoint} to {out}"):

@@ -15,8 +15,11 @@ from psf.errors import UsageError
 def train(
     data: Annotated[Optional[Path], typer.Argument(help="Data set folder ({train,val,test}/{images,labels}), e.g. from `psf data mni152`; omit with --center.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write.")] = Path("model.pt"),
-    minutes: Annotated[Optional[float], typer.Option(help="Wall-time budget for all stages together.")] = 10.0,
-    epochs: Annotated[Optional[int], typer.Option(help="Epoch budget per stage (with --minutes: whichever ends first).")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Wall-clock cap over all stages (shared 22/13/60 % by image AE, mask AE, mapping net); when it stops a stage early the run says so. Default: no cap, the step budget decides.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epoch budget per stage (instead of the step budget).")] = None,
+    steps: Annotated[Optional[str], typer.Option(help="Step budget: N for every stage, or per stage, e.g. image_ae=2000,mask_ae=900,mapping=2600 (the default; stages left out keep theirs). Same command and seed, same model on any machine.")] = None,
+    min_ceiling: Annotated[float, typer.Option(help="Refuse a model whose mask autoencoder reaches a mean Dice below this on val through decode(encode(true mask)): it is written, then the run exits 3 naming the fix. 0 turns the check off.")] = 0.90,
+    device: Annotated[str, typer.Option(help="Where to train: auto (CUDA when present), cpu, cuda or cuda:N.")] = "auto",
     views: Annotated[int, typer.Option(help="Augmented views per training slice (client side, before encoding).")] = 12,
     latent_augment: Annotated[str, typer.Option(help="Server-side encoded-data augmentations, comma-separated: shift, flip, rot90, token_dropout, mix, noise, or none.")] = "shift",
     seed: Annotated[int, typer.Option(help="Random seed (data order, augmentation, initialisation).")] = 0,
@@ -34,7 +37,10 @@ def train(
     rounds: Annotated[int, typer.Option(help="With --center: federated-averaging rounds.")] = 4,
     compare_alone: Annotated[bool, typer.Option(help="With --center: also train each center alone with the same budget and compare Dice per center.")] = False,
     key: Annotated[Optional[Path], typer.Option(help="Consortium key file (psf key new): latents are keyed before the server sees them; export and audit then need it too.")] = None,
-    membership_defense: Annotated[str, typer.Option(help="How the server trains the mapping net: 'distill' (4 teachers, each blind to a quarter of the slices in 10-slice blocks, label each slice with the prediction of the teacher that never saw it; the deployed net learns only those labels, which blunts membership inference) or 'none' (direct training on the pairs, the default: see README for the trade).")] = "none",
+    membership_defense: Annotated[str, typer.Option(help="How the server trains the mapping net: 'distill' (4 teachers, each blind to a quarter of the slices in 10-slice blocks, label each slice with the prediction of the teacher that never saw it; the deployed net learns only those labels, which blunts membership inference), 'dp' (DP-SGD through Opacus, a provable (epsilon, delta) bound per training slice with all its views; needs --epsilon; the mapping net then uses GroupNorm) or 'none' (direct training on the pairs, the default: see README for the trade).")] = "none",
+    epsilon: Annotated[Optional[float], typer.Option(help="With --membership-defense dp: the privacy target epsilon per training slice (e.g. 8; smaller is more private; 'inf' trains the same way without clipping or noise).")] = None,
+    delta: Annotated[Optional[float], typer.Option(help="With --membership-defense dp: delta (default 1 / number of training slices).")] = None,
+    max_grad_norm: Annotated[float, typer.Option(help="With --membership-defense dp: clipping norm of each slice's gradient.")] = 0.1,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -42,17 +48,27 @@ def train(
     reports_errors(_train)(**{k: v for k, v in locals().items() if k != "debug"}, debug=debug)
 
 
-def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | None, quiet: bool, views: int, seed: int,
+def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | None, steps: str | None, min_ceiling: float,
+           device: str, quiet: bool, views: int, seed: int,
            threads: int | None, baseline: str | None, center: list[str] | None, rounds: int, compare_alone: bool,
-           latent_augment: str, key: Path | None, membership_defense: str, **model_sizes) -> None:
+           latent_augment: str, key: Path | None, membership_defense: str, epsilon: float | None = None,
+           delta: float | None = None, max_grad_norm: float = 0.1, **model_sizes) -> None:
     from psf.models.config import ModelConfig
     from psf.progress import stderr
     from psf.train.run import TrainOptions, run_training
 
-    if minutes is None and epochs is None:
-        raise UsageError("give a budget: --minutes and/or --epochs")
     if minutes is not None and minutes <= 0 or epochs is not None and epochs < 1 or views < 1:
         raise UsageError("--minutes must be > 0, --epochs and --views >= 1")
+    if steps is not None and epochs is not None:
+        raise UsageError("give --steps or --epochs, not both")
+    from psf.train.device import resolve_device
+    from psf.train.run import parse_steps
+
+    stage_steps = parse_steps(steps)
+    if not 0 <= min_ceiling < 1:
+        raise UsageError(f"--min-ceiling {min_ceiling}: give a Dice between 0 (off) and 1")
+    device = resolve_device(device)
+    budget = dict(stage_steps=stage_steps, min_ceiling=min_ceiling, device=device)
     from psf.train.latent_augment import LatentAugment
 
     latent_augment = LatentAugment.from_names(latent_augment).names()  # refuses unknown names early
@@ -60,6 +76,15 @@ def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | No
 
     if membership_defense not in DEFENSES:
         raise UsageError(f"--membership-defense {membership_defense!r}: choose one of {', '.join(DEFENSES)}")
+    dp = dict(epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm)
+    if membership_defense == "dp":
+        from psf.train.dp import DpOptions, require_opacus
+
+        DpOptions(**dp).check()  # a missing or bad --epsilon, or no Opacus, fails before any training
+        require_opacus()
+        model_sizes["map_norm"] = "group"  # Opacus refuses BatchNorm; recorded in the checkpoint's config
+    elif epsilon is not None or delta is not None:
+        raise UsageError("--epsilon and --delta set the DP target: add --membership-defense dp")
     if baseline not in (None, "unet"):
         raise UsageError(f"--baseline {baseline!r}: the only baseline is 'unet'")
     if threads:
@@ -74,20 +99,25 @@ def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | No
         return _train_centers(center, out, rounds, compare_alone, TrainOptions(
             data=Path("."), out=out, model=ModelConfig(**model_sizes), minutes=minutes, epochs=epochs, views=views,
             latent_augment=latent_augment, seed=seed, threads=threads, quiet=quiet, key=key,
-            membership_defense=membership_defense))
+            membership_defense=membership_defense, **dp, **budget))
     if baseline and key:
         raise UsageError("--baseline trains a plain U-Net on raw images: it has no latents to key; drop --key")
     if baseline:
         from psf.train.baseline import train_unet
 
         out = Path("unet.pt") if out == Path("model.pt") else out
-        result = train_unet(data, out, minutes, epochs, views, seed, TrainOptions.labels, model_sizes["image_size"], quiet=quiet)
+        result = train_unet(data, out, minutes, epochs, views, seed, TrainOptions.labels, model_sizes["image_size"], quiet=quiet,
+                            steps=(stage_steps or {}).get("unet"), device=device)
     else:
         model = ModelConfig(**model_sizes)
         model.check()
         result = run_training(TrainOptions(data=data, out=out, model=model, minutes=minutes, epochs=epochs, views=views,
                                            latent_augment=latent_augment, seed=seed, threads=threads, quiet=quiet,
-                                           key=key, membership_defense=membership_defense))
+                                           key=key, membership_defense=membership_defense, **dp, **budget))
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # torchrun: process 0 writes the report
     test = result["metrics"]["test"]
     report_path = out.with_suffix(".json")
     from psf.io.atomic import write_text_atomic
@@ -103,6 +133,23 @@ def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | No
     stderr.print(f"wrote {out} and {report_path} ({result['training']['seconds']:.0f} s)")
     print(f"test mean dice {test['mean_dice']:.4f} (mask autoencoder ceiling "
           f"{result['metrics']['mask_autoencoder_test']['mean_dice']:.4f})")
+    _check_ceiling(result, out)
+
+
+def _check_ceiling(result: dict, out: Path) -> None:
+    """Exit 3 when the mask autoencoder cannot represent the true masks well enough (model written, unusable)."""
+    low = result["training"].get("ceiling_below_minimum")
+    if not low:
+        return
+    from psf.progress import stderr
+    from psf.train.run import DEFAULT_STAGE_STEPS
+
+    done = result["training"]["stages"]["mask_ae"].get("steps") or DEFAULT_STAGE_STEPS["mask_ae"]
+    stderr.print(f"[red]error:[/red] the mask autoencoder reaches mean Dice {low['val_mean_dice']:.4f} on val through "
+                 f"decode(encode(true mask)), below {low['minimum']:.2f}: no mapping net can do better, so {out} is not "
+                 f"usable. Train the mask autoencoder longer, e.g. --steps mask_ae={2 * done} (or --epochs), "
+                 "drop a --minutes cap that cut it short, or pass --min-ceiling 0 to accept it", highlight=False)
+    raise typer.Exit(3)
 
 
 def _train_centers(specs: list[str], out: Path, rounds: int, compare_alone: bool, opts) -> None:

@@ -39,15 +39,28 @@ def export_bundle(checkpoint: Path, out: Path, parity_slices: np.ndarray | None 
                   precisions: tuple[str, ...] = ("fp32",), calibration: np.ndarray | None = None,
                   calibration_source: str = "", key=None) -> ExportResult:
     """Write out/{encoder,map,decoder,pipeline}.onnx and out/psf.json; check parity on `parity_slices`
-    ((n, 1, S, S) preprocessed real slices; default: slices of the MNI152 template). With fp16/int8 in
+    ((n, C, S, S) preprocessed real slices; default: slices of the MNI152 template). With fp16/int8 in
     `precisions`, also write those ONNX variants, int8 calibrated on `calibration` (default: MNI152 slices).
-    A model trained with a consortium key needs `key` (psf.models.key): it is folded into encoder and decoder."""
+    A model trained with a consortium key needs `key` (psf.models.key): it is folded into encoder and decoder.
+
+    The bundle is written to a staging folder beside `out` and moved into place only after every parity check
+    passed: a failed check leaves no bundle that psf-infer would accept (and an existing `out` untouched)."""
+    from psf.io.atomic import atomic_folder
     from psf.models.key import require_key
 
     nets, ckpt = load_checkpoint(checkpoint)
-    cfg = nets.config
     require_key(key, ckpt.get("key_id"), str(checkpoint))
-    out.mkdir(parents=True, exist_ok=True)
+    with atomic_folder(out) as staging:
+        result = _write_bundle(nets, ckpt, checkpoint, staging, parity_slices, precisions, calibration,
+                               calibration_source, key)
+    result.manifest.root = Path(out)
+    return result
+
+
+def _write_bundle(nets, ckpt: dict, checkpoint: Path, out: Path, parity_slices, precisions, calibration,
+                  calibration_source: str, key) -> ExportResult:
+    """export_bundle's work, into the folder `out`; raises on any failed check."""
+    cfg = nets.config
     samples = {"image": torch.rand(2, cfg.in_channels, cfg.image_size, cfg.image_size)}
     with torch.no_grad():
         samples["z_image"] = Encoder(nets, key)(samples["image"])
@@ -58,6 +71,8 @@ def export_bundle(checkpoint: Path, out: Path, parity_slices: np.ndarray | None 
         "psf.version": __version__,
         "psf.labels": json.dumps(ckpt["labels"]),
         "psf.normalization": json.dumps(ckpt["normalization"]),
+        "psf.channels": json.dumps(checkpoint_channels(ckpt, cfg.in_channels)),
+        "psf.modality": str(ckpt.get("modality", "MR")),
         "psf.image_size": str(cfg.image_size),
         "psf.slice_axis": str(ckpt.get("slice_axis", 2)),
     }
@@ -79,29 +94,53 @@ def export_bundle(checkpoint: Path, out: Path, parity_slices: np.ndarray | None 
     manifest = Manifest(
         image_size=cfg.image_size,
         labels=list(ckpt["labels"]),
-        normalization=dict(ckpt["normalization"]),
+        normalization=ckpt["normalization"],
         slice_axis=int(ckpt.get("slice_axis", 2)),
         opset=OPSET,
         stages=stages,
         source={"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
-                "config": cfg.to_dict(), "test_metrics": ckpt["metrics"].get("test", {})},
+                "config": cfg.to_dict(), "test_metrics": ckpt["metrics"].get("test", {}),
+                "privacy": _dp_summary(ckpt),
+                "dataset": (ckpt.get("training") or {}).get("dataset", {}).get("name")},  # the mapping net's (epsilon, delta) and unit; null: not trained with DP
         psf_version=__version__,
         key_id=key.key_id if key is not None else None,
+        channels=checkpoint_channels(ckpt, cfg.in_channels),
+        modality=str(ckpt.get("modality", "MR")),
         root=out,
     )
     manifest.save(out)
     if parity_slices is None:
-        parity_slices = template_slices(cfg.image_size, ckpt["normalization"])
+        parity_slices = _template_input(cfg, ckpt["normalization"])
     parity = check_parity(nets, manifest, parity_slices, key)
     variants = {}
     if set(precisions) - {"fp32"}:
         from psf.export.variants import write_variants
 
         if calibration is None:
-            calibration = template_slices(cfg.image_size, ckpt["normalization"], count=64, span=(0.15, 0.85))
+            calibration = _template_input(cfg, ckpt["normalization"], count=64, span=(0.15, 0.85))
             calibration_source = calibration_source or "MNI152 T1 template (nilearn), 64 axial slices"
         variants = write_variants(manifest, precisions, calibration, calibration_source, parity_slices)
     return ExportResult(manifest=manifest, parity=parity, variants=variants)
+
+
+def _dp_summary(ckpt: dict) -> dict | None:
+    from psf.train.dp import privacy_summary
+
+    return privacy_summary(ckpt.get("training"))
+
+
+def checkpoint_channels(ckpt: dict, in_channels: int) -> list[str]:
+    """The input channels' names (checkpoints from before channels were recorded: one T1 channel)."""
+    return list(ckpt.get("channels") or (["T1"] if in_channels == 1 else [f"channel{c}" for c in range(in_channels)]))
+
+
+def _template_input(cfg, normalization, **kwargs) -> np.ndarray:
+    """Template slices as the model's input: each channel the T1 template under that channel's spec (the
+    numbers are what parity and int8 ranges need; a CT or multi-channel model gets plausible ranges, not anatomy)."""
+    from psf.pipeline.preprocess import channel_specs
+
+    specs = channel_specs(normalization, cfg.in_channels)
+    return np.concatenate([template_slices(cfg.image_size, spec, **kwargs) for spec in specs], axis=1)
 
 
 def _export_graph(module: torch.nn.Module, sample: torch.Tensor, input_name: str, output_name: str, path: Path) -> None:

@@ -10,11 +10,13 @@ import numpy as np
 from psf.io.scan import Scan
 from psf.pipeline.postprocess import probs_to_labels
 from psf.pipeline.preprocess import (
+    background_value,
+    channel_specs,
     fit_slices,
     from_slices,
-    normalize,
+    normalize_channels,
     plan_fit,
-    to_slices,
+    to_channel_slices,
 )
 from psf.pipeline.segmenter import Segmenter
 
@@ -37,21 +39,24 @@ class Timings:
 
 
 def segment_scan(scan: Scan, segmenter: Segmenter, axis: int) -> tuple[np.ndarray, Timings]:
-    """Label mask (uint8, the scan's voxel order and shape) and where the time went.
+    """Label mask (uint8, the scan's voxel order and shape) and where the time went. A multi-channel scan
+    has pixels (C, i, j, k), channels in the model's order; the mask is (i, j, k).
 
     Slices stream through in batches, so memory stays at one batch of probabilities, whatever the scan size.
     """
     manifest = segmenter.manifest
     timings = Timings()
     t0 = time.perf_counter()
-    slices = to_slices(normalize(scan.pixels, manifest.normalization), axis)
-    fit = plan_fit(slices.shape[1:], manifest.image_size)
-    labels = np.empty(slices.shape, dtype=np.uint8)
+    channels = manifest.in_channels
+    slices = to_channel_slices(normalize_channels(scan.pixels, manifest.normalization, channels), axis)
+    pad = [background_value(spec) for spec in channel_specs(manifest.normalization, channels)]
+    fit = plan_fit(slices.shape[2:], manifest.image_size)
+    labels = np.empty((slices.shape[0], *slices.shape[2:]), dtype=np.uint8)
     timings.preprocess += time.perf_counter() - t0
     step = segmenter.options.batch_size
     for start in range(0, len(slices), step):
         t0 = time.perf_counter()
-        images = fit_slices(slices[start : start + step], fit)
+        images = fit_slices(slices[start : start + step], fit, pad)
         t1 = time.perf_counter()
         probs = segmenter.probs(images)
         t2 = time.perf_counter()

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from psf.registry import variant_for
+from psf.registry import CLIENT_STAGES, PIPELINE, STAGES, variant_for
 from psf.manifest import Manifest, verify_file
 from psf.runtime.ort import OrtRunner
 
@@ -49,7 +49,7 @@ class Segmenter:
 
     def __init__(self, manifest: Manifest, options: SegmenterOptions = SegmenterOptions()):
         self.manifest, self.options = manifest, options
-        stages = {"local": ("pipeline",), "staged": ("encoder", "map", "decoder"), "split": ("encoder", "decoder")}[options.mode]
+        stages = {"local": (PIPELINE,), "staged": STAGES, "split": CLIENT_STAGES}[options.mode]
         if (options.mode == "split") != (options.remote is not None):
             raise ValueError("split mode needs a remote map, and only split mode takes one")
         self.runners = {s: open_runner(manifest, s, options, alone=len(stages) == 1) for s in stages}

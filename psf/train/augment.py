@@ -14,8 +14,10 @@ import torch.nn.functional as F
 
 
 def geometric(images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator, max_rot_deg: float = 10.0,
-              max_scale: float = 0.1, max_shift: float = 0.06) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random left-right flip, rotation, scale and shift, applied identically to images and one-hot masks."""
+              max_scale: float = 0.1, max_shift: float = 0.06,
+              background: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random left-right flip, rotation, scale and shift, applied identically to images and one-hot masks.
+    Outside the field of view an image channel takes its `background` value (default 0; CT's air is below 0)."""
     n = images.shape[0]
     u = torch.rand(n, 5, generator=gen)
     angle = (u[:, 0] * 2 - 1) * math.radians(max_rot_deg)
@@ -29,19 +31,24 @@ def geometric(images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator, m
     theta[:, 1, 0], theta[:, 1, 1] = sin * flip, cos * flip
     theta[:, :, 2] = shift
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    bg = torch.zeros(1, images.shape[1], 1, 1) if background is None else torch.tensor(background, dtype=images.dtype).reshape(1, -1, 1, 1)
+    images = F.grid_sample(images - bg, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + bg
     masks = F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     masks[:, :1] += 1 - masks.sum(1, keepdim=True)  # outside the field of view is background
     return images, masks
 
 
-def intensity(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Scanner-like intensity changes after normalization: gamma 0.7..1.4, contrast 0.85..1.15, offset +-0.05."""
+def intensity(images: torch.Tensor, gen: torch.Generator, bounded: bool = True) -> torch.Tensor:
+    """Scanner-like intensity changes after normalization: gamma 0.7..1.4, contrast 0.85..1.15, offset +-0.05.
+
+    `bounded=False` (z-scored CT): contrast 0.85..1.15 and offset +-0.1 standard deviations, no gamma or clip."""
     n = images.shape[0]
     u = torch.rand(n, 3, 1, 1, 1, generator=gen)
     gamma = torch.exp((u[:, 0] * 2 - 1) * math.log(1.4))
     contrast = 1 + (u[:, 1] * 2 - 1) * 0.15
     offset = (u[:, 2] * 2 - 1) * 0.05
+    if not bounded:
+        return images * contrast + 2 * offset
     out = images.clamp(0, 1) ** gamma
     return ((out - 0.5) * contrast + 0.5 + offset).clamp(0, 1)
 
@@ -62,13 +69,15 @@ def random_crop(tensors: list[torch.Tensor], size: int, gen: torch.Generator, mu
 
 @torch.no_grad()
 def augmented_views(images: torch.Tensor, labels: torch.Tensor, num_classes: int, views: int,
-                    gen: torch.Generator, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+                    gen: torch.Generator, batch_size: int = 64,
+                    background: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`views` geometric variants of every slice (view 0: the original), hard labels. Built once, shared by
     the client stages, so the costly resampling is not repeated every step."""
     out_x, out_y = [images], [labels]
     for _ in range(views - 1):
         for start in range(0, len(images), batch_size):
-            x, soft = geometric(images[start : start + batch_size], one_hot(labels[start : start + batch_size], num_classes), gen)
+            x, soft = geometric(images[start : start + batch_size], one_hot(labels[start : start + batch_size], num_classes), gen,
+                                  background=background)
             out_x.append(x)
             out_y.append(soft.argmax(1).to(labels.dtype))
     return torch.cat(out_x), torch.cat(out_y)

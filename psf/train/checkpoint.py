@@ -19,15 +19,20 @@ from psf.models.config import ModelConfig
 FORMAT = "psf-model/1"
 
 
-def save_checkpoint(path: Path, nets: Networks, labels: list[str], normalization: dict, metrics: dict,
-                    training: dict, key_id: str | None = None) -> Path:
-    """model.pt; with a consortium key only its id is stored (the key stays in the client's key file)."""
+def save_checkpoint(path: Path, nets: Networks, labels: list[str], normalization: dict | list, metrics: dict,
+                    training: dict, key_id: str | None = None, channels: list[str] | None = None,
+                    modality: str = "MR") -> Path:
+    """model.pt; with a consortium key only its id is stored (the key stays in the client's key file).
+    `normalization`: one spec, or one per input channel; `channels` names the input channels."""
     payload = {
         "format": FORMAT,
         "config": nets.config.to_dict(),
         "state_dicts": nets.state_dicts(),
         "labels": list(labels),
-        "normalization": dict(normalization),
+        "channels": list(channels) if channels else (["T1"] if nets.config.in_channels == 1
+                                                     else [f"channel{c}" for c in range(nets.config.in_channels)]),
+        "modality": modality,
+        "normalization": dict(normalization) if isinstance(normalization, dict) else [dict(n) for n in normalization],
         "slice_axis": 2,
         "key_id": key_id,
         "metrics": metrics,

@@ -7,6 +7,7 @@ privacy boundary is kept in code. Client stages train on random crops of precomp
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,12 +22,14 @@ from psf.train.loop import Budget, cosine_lr, run_loop
 
 @dataclass
 class Views:
-    """Client-side training material: augmented images (n, 1, S, S) float32 and labels (n, S, S) uint8;
-    `slices`: which training slice each view was made from (None: every view its own)."""
+    """Client-side training material: augmented images (n, C, S, S) float32 and labels (n, S, S) uint8;
+    `slices`: which training slice each view was made from (None: every view its own); `bounded`: images
+    in [0, 1] (False for z-scored CT: psf.train.augment.intensity then leaves out gamma and clipping)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     slices: torch.Tensor | None = None
+    bounded: bool = True
 
     def __len__(self) -> int:
         return len(self.images)
@@ -41,10 +44,37 @@ class StageOptions:
     quiet: bool = False
     # This run's slice of one learning-rate schedule (federated rounds share one: round r of R is (r/R, (r+1)/R)).
     schedule: tuple[float, float] = (0.0, 1.0)
+    # Where the stage's networks train ("cpu", "cuda:0"); batches are drawn and augmented on the CPU with the
+    # run's generator (so the same seed draws the same batches on any device) and moved there.
+    device: str = "cpu"
+    # torchrun: this process' rank and the number of processes (psf.train.distributed); batch_size is per process.
+    world: tuple[int, int] = (0, 1)
+
+    def shard(self, idx: torch.Tensor) -> torch.Tensor:
+        """This process' part of a global batch (all of it in a single process)."""
+        rank, size = self.world
+        return idx if size == 1 else idx[rank::size]
+
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        from psf.train.distributed import World
+
+        return World(*self.world).wrap(module, self.device)
 
     def progress(self, done: float) -> float:
         start, end = self.schedule
         return start + done * (end - start)
+
+
+def mixed_precision(device: str):
+    """bfloat16 autocast on CUDA (no loss scaling needed, same exponent range as fp32); nothing on the CPU,
+    where fp32 is what the exported graphs compute."""
+    if str(device).startswith("cuda"):
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -65,22 +95,24 @@ def client_optimizer(*modules: torch.nn.Module, lr: float = 3e-3) -> torch.optim
 def train_image_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen: torch.Generator,
                             opt: torch.optim.Optimizer | None = None) -> dict:
     """Client stage 1a: E_x, D_x with an L1 + MSE reconstruction loss on intensity-augmented crops."""
-    enc, dec = nets.image_encoder.train(), nets.image_decoder.train()
+    enc, dec = nets.image_encoder.train().to(opts.device), nets.image_decoder.train().to(opts.device)
     opt = opt or client_optimizer(enc, dec, lr=opts.lr)
     multiple = nets.config.patch * 2
+    autoencoder = opts.wrap(torch.nn.Sequential(enc, dec))
 
     def step(idx: torch.Tensor, done: float) -> float:
         cosine_lr(opt, opts.lr, opts.progress(done))
         (x,) = random_crop([views.images[idx]], opts.crop, gen, multiple)
-        x = intensity(x, gen)
-        recon = dec(enc(x))
+        x = opts.shard(intensity(x, gen, views.bounded)).to(opts.device, non_blocking=True)
+        with mixed_precision(opts.device):
+            recon = autoencoder(x).float()
         loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return loss.item()
 
-    return run_loop("client: image autoencoder", step, len(views), opts.batch_size, opts.budget, gen, opts.quiet)
+    return run_loop("client: image autoencoder", step, len(views), opts.batch_size * opts.world[1], opts.budget, gen, opts.quiet)
 
 
 def train_mask_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen: torch.Generator,
@@ -89,22 +121,38 @@ def train_mask_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen
 
     Gaussian noise on the latent during training makes D_y tolerant of the mapping net's small errors.
     """
-    enc, dec = nets.mask_encoder.train(), nets.mask_decoder.train()
+    enc, dec = nets.mask_encoder.train().to(opts.device), nets.mask_decoder.train().to(opts.device)
     opt = opt or client_optimizer(enc, dec, lr=opts.lr)
-    c, multiple = nets.config.num_classes, nets.config.patch * 2
+    cfg = nets.config
+    c, multiple = cfg.num_classes, cfg.patch * 2
+    autoencoder = opts.wrap(_NoisyAutoencoder(enc, dec))
 
     def step(idx: torch.Tensor, done: float) -> float:
         cosine_lr(opt, opts.lr, opts.progress(done))
         (y,) = random_crop([views.labels[idx].long()], opts.crop, gen, multiple)
-        z = enc(one_hot(y, c))
-        z = z + latent_noise * torch.randn(z.shape, generator=gen)
-        loss = dice_ce_loss(dec(z), y)
+        n, h, w = y.shape
+        noise = latent_noise * torch.randn((n, cfg.mask_latent, h // cfg.patch, w // cfg.patch), generator=gen)
+        y, noise = opts.shard(y).to(opts.device, non_blocking=True), opts.shard(noise).to(opts.device, non_blocking=True)
+        with mixed_precision(opts.device):
+            logits = autoencoder(one_hot(y, c), noise).float()
+        loss = dice_ce_loss(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return loss.item()
 
-    return run_loop("client: mask autoencoder", step, len(views), opts.batch_size, opts.budget, gen, opts.quiet)
+    return run_loop("client: mask autoencoder", step, len(views), opts.batch_size * opts.world[1], opts.budget, gen, opts.quiet)
+
+
+class _NoisyAutoencoder(torch.nn.Module):
+    """decode(encode(one-hot mask) + noise): one module, so DDP sees the whole forward."""
+
+    def __init__(self, enc: torch.nn.Module, dec: torch.nn.Module):
+        super().__init__()
+        self.enc, self.dec = enc, dec
+
+    def forward(self, masks: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.dec(self.enc(masks) + noise)
 
 
 @dataclass
@@ -131,11 +179,11 @@ def encode_pairs(nets: Networks, views: Views, batch_size: int = 64, key=None) -
     With a consortium key (psf.models.key) both latents are keyed here, before they leave the client.
     """
     enc_x, enc_y = nets.image_encoder.eval(), nets.mask_encoder.eval()
-    c = nets.config.num_classes
+    c, dev = nets.config.num_classes, module_device(enc_x)
     zx, zy = [], []
     for start in range(0, len(views), batch_size):
-        zx.append(enc_x(views.images[start : start + batch_size]))
-        zy.append(enc_y(one_hot(views.labels[start : start + batch_size], c)))
+        zx.append(enc_x(views.images[start : start + batch_size].to(dev)).cpu())
+        zy.append(enc_y(one_hot(views.labels[start : start + batch_size].to(dev), c)).cpu())
     zx, zy = torch.cat(zx), torch.cat(zy)
     if key is not None:
         zx, zy = key.image.forward_module()(zx), key.mask.forward_module()(zy)
@@ -147,30 +195,35 @@ def train_mapping(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageOpti
     """Server stage 3: M(z_x) -> z_y by MSE on encoded-data-augmented pairs (default: consistent latent crops)."""
     if not isinstance(pairs, EncodedPairs):
         raise TypeError("the server stage trains on EncodedPairs (latents) only")
-    mapping.train()
+    mapping.train().to(opts.device)
     opt = torch.optim.AdamW(mapping.parameters(), lr=opts.lr, weight_decay=1e-4)
+    net = opts.wrap(mapping)
 
     def step(idx: torch.Tensor, done: float) -> float:
         cosine_lr(opt, opts.lr, done)
         z_x, z_y = augment(pairs.z_image[idx], pairs.z_mask[idx], gen, opts.crop)
-        loss = F.mse_loss(mapping(z_x), z_y)
+        z_x, z_y = opts.shard(z_x).to(opts.device, non_blocking=True), opts.shard(z_y).to(opts.device, non_blocking=True)
+        with mixed_precision(opts.device):
+            pred = net(z_x).float()
+        loss = F.mse_loss(pred, z_y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return loss.item()
 
-    return run_loop(name, step, len(pairs), opts.batch_size, opts.budget, gen, opts.quiet)
+    return run_loop(name, step, len(pairs), opts.batch_size * opts.world[1], opts.budget, gen, opts.quiet)
 
 
 @torch.no_grad()
 def predict_probs(nets: Networks, images: np.ndarray, batch_size: int = 32, key=None) -> np.ndarray:
-    """Client -> server -> client in torch: (n, 1, S, S) images -> (n, classes, S, S) probabilities
+    """Client -> server -> client in torch: (n, C, S, S) images -> (n, classes, S, S) probabilities
     (keyed latents in between when the model was trained with a consortium key)."""
     nets.eval()
-    lock = key.image.forward_module() if key is not None else torch.nn.Identity()
-    unlock = key.mask.inverse_module() if key is not None else torch.nn.Identity()
+    dev = module_device(nets.image_encoder)
+    lock = (key.image.forward_module() if key is not None else torch.nn.Identity()).to(dev)
+    unlock = (key.mask.inverse_module() if key is not None else torch.nn.Identity()).to(dev)
     out = []
     for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[start : start + batch_size])
-        out.append(nets.mask_decoder(unlock(nets.mapping(lock(nets.image_encoder(x))))).softmax(1).numpy())
+        x = torch.from_numpy(images[start : start + batch_size]).to(dev)
+        out.append(nets.mask_decoder(unlock(nets.mapping(lock(nets.image_encoder(x))))).softmax(1).cpu().numpy())
     return np.concatenate(out)

@@ -33,7 +33,7 @@ def test_bench_reports_latency_payload_flops_memory(tiny_bundle, tiny_model, mni
 
 def test_train_and_export_cli(mni_data, tmp_path):
     model = tmp_path / "m.pt"
-    result = run_cli("train", str(mni_data), "-o", str(model), "--minutes", "0.1", "--views", "1", "--client-width", "4",
+    result = run_cli("train", str(mni_data), "-o", str(model), "--steps", "20", "--min-ceiling", "0", "--views", "1", "--client-width", "4",
                      "--map-width", "4", "-q", check=True)
     assert "test mean dice" in result.stdout
     ckpt = torch.load(model, weights_only=True)

@@ -40,3 +40,35 @@ def test_parity_is_checked_and_reported(tiny_model, tmp_path):
     result = export_bundle(tiny_model, tmp_path / "b")
     assert set(result.parity) == {"encoder", "map", "decoder", "pipeline"}
     assert max(result.parity[s] for s in ("encoder", "map", "decoder")) <= PARITY_TOLERANCE
+
+
+def test_failed_parity_check_leaves_no_bundle(tiny_model, tmp_path, monkeypatch):
+    """A map graph whose weights were changed after export fails the real parity check, and neither a new
+    bundle nor a staging folder is left behind; a bundle already at the target stays as it was."""
+    import psf.export.onnx as export_onnx
+    from psf.errors import PsfError
+
+    finish = export_onnx._finish_onnx
+
+    def finish_then_perturb(path, metadata):
+        finish(path, metadata)
+        if path.name == "map.onnx":  # scale the first weight tensor: a graph that no longer matches torch
+            from onnx import numpy_helper
+
+            model = onnx.load(str(path))
+            init = next(t for t in model.graph.initializer if t.dims and len(t.dims) > 1)
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 1.5, init.name))
+            onnx.save(model, str(path))
+
+    monkeypatch.setattr(export_onnx, "_finish_onnx", finish_then_perturb)
+    with pytest.raises(PsfError, match="parity check failed: map.onnx"):
+        export_onnx.export_bundle(tiny_model, tmp_path / "bundle")
+    assert list(tmp_path.iterdir()) == []
+
+    existing = tmp_path / "kept"
+    existing.mkdir()
+    (existing / "psf.json").write_text("{}")
+    with pytest.raises(PsfError, match="parity check failed"):
+        export_onnx.export_bundle(tiny_model, existing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+    assert [p.name for p in existing.iterdir()] == ["psf.json"]
