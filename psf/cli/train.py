@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -45,77 +46,115 @@ def train(
     debug: DebugOpt = False,
 ) -> None:
     """Train Privacy-SF on a data set: client autoencoders, encoded pairs, server mapping net."""
-    reports_errors(_train)(**{k: v for k, v in locals().items() if k != "debug"}, debug=debug)
+    flags = TrainFlags(**{k: v for k, v in locals().items() if k != "debug"})
+    reports_errors(_train)(flags, debug=debug)
 
 
-def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | None, steps: str | None, min_ceiling: float,
-           device: str, quiet: bool, views: int, seed: int,
-           threads: int | None, baseline: str | None, center: list[str] | None, rounds: int, compare_alone: bool,
-           latent_augment: str, key: Path | None, membership_defense: str, epsilon: float | None = None,
-           delta: float | None = None, max_grad_norm: float = 0.1, **model_sizes) -> None:
-    from psf.models.config import ModelConfig
-    from psf.progress import stderr
-    from psf.train.run import TrainOptions, run_training
+MODEL_SIZE_FLAGS = ("image_latent", "mask_latent", "patch", "client_width", "client_depth", "map_width", "map_depth",
+                    "image_size")
 
-    if minutes is not None and minutes <= 0 or epochs is not None and epochs < 1 or views < 1:
-        raise UsageError("--minutes must be > 0, --epochs and --views >= 1")
-    if steps is not None and epochs is not None:
-        raise UsageError("give --steps or --epochs, not both")
-    from psf.train.device import resolve_device
-    from psf.train.run import parse_steps
 
-    stage_steps = parse_steps(steps)
-    if not 0 <= min_ceiling < 1:
-        raise UsageError(f"--min-ceiling {min_ceiling}: give a Dice between 0 (off) and 1")
-    device = resolve_device(device)
-    budget = dict(stage_steps=stage_steps, min_ceiling=min_ceiling, device=device)
-    from psf.train.latent_augment import LatentAugment
+@dataclass(frozen=True)
+class TrainFlags:
+    """psf-train's flags as typed; `options()` checks them and builds psf.train.run.TrainOptions."""
 
-    latent_augment = LatentAugment.from_names(latent_augment).names()  # refuses unknown names early
-    from psf.train.distill import DEFENSES
+    data: Path | None
+    out: Path
+    minutes: float | None
+    epochs: int | None
+    steps: str | None
+    min_ceiling: float
+    device: str
+    views: int
+    latent_augment: str
+    seed: int
+    threads: int | None
+    image_latent: int
+    mask_latent: int
+    patch: int
+    client_width: int
+    client_depth: int
+    map_width: int
+    map_depth: int
+    image_size: int
+    baseline: str | None
+    center: list[str] | None
+    rounds: int
+    compare_alone: bool
+    key: Path | None
+    membership_defense: str
+    epsilon: float | None
+    delta: float | None
+    max_grad_norm: float
+    quiet: bool
 
-    if membership_defense not in DEFENSES:
-        raise UsageError(f"--membership-defense {membership_defense!r}: choose one of {', '.join(DEFENSES)}")
-    dp = dict(epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm)
-    if membership_defense == "dp":
-        from psf.train.dp import DpOptions, require_opacus
+    def options(self):
+        """The checked TrainOptions (data is "." with --center: each center brings its own)."""
+        from psf.models.config import ModelConfig
+        from psf.train.device import resolve_device
+        from psf.train.distill import DEFENSES
+        from psf.train.latent_augment import LatentAugment
+        from psf.train.run import TrainOptions, parse_steps
 
-        DpOptions(**dp).check()  # a missing or bad --epsilon, or no Opacus, fails before any training
-        require_opacus()
-        model_sizes["map_norm"] = "group"  # Opacus refuses BatchNorm; recorded in the checkpoint's config
-    elif epsilon is not None or delta is not None:
-        raise UsageError("--epsilon and --delta set the DP target: add --membership-defense dp")
-    if baseline not in (None, "unet"):
-        raise UsageError(f"--baseline {baseline!r}: the only baseline is 'unet'")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    if (data is None) == (not center):
-        raise UsageError("give a data set folder, or --center NAME=DIR two or more times (not both)")
-    if center:
-        if baseline:
+        if self.minutes is not None and self.minutes <= 0 or self.epochs is not None and self.epochs < 1 or self.views < 1:
+            raise UsageError("--minutes must be > 0, --epochs and --views >= 1")
+        if self.steps is not None and self.epochs is not None:
+            raise UsageError("give --steps or --epochs, not both")
+        if not 0 <= self.min_ceiling < 1:
+            raise UsageError(f"--min-ceiling {self.min_ceiling}: give a Dice between 0 (off) and 1")
+        if self.membership_defense not in DEFENSES:
+            raise UsageError(f"--membership-defense {self.membership_defense!r}: choose one of {', '.join(DEFENSES)}")
+        if self.baseline not in (None, "unet"):
+            raise UsageError(f"--baseline {self.baseline!r}: the only baseline is 'unet'")
+        if (self.data is None) == (not self.center):
+            raise UsageError("give a data set folder, or --center NAME=DIR two or more times (not both)")
+        if self.baseline and self.center:
             raise UsageError("--baseline trains on one data set; run it per center")
-        return _train_centers(center, out, rounds, compare_alone, TrainOptions(
-            data=Path("."), out=out, model=ModelConfig(**model_sizes), minutes=minutes, epochs=epochs, views=views,
-            latent_augment=latent_augment, seed=seed, threads=threads, quiet=quiet, key=key,
-            membership_defense=membership_defense, **dp, **budget))
-    if baseline and key:
-        raise UsageError("--baseline trains a plain U-Net on raw images: it has no latents to key; drop --key")
-    if baseline:
-        from psf.train.baseline import train_unet
+        if self.baseline and self.key:
+            raise UsageError("--baseline trains a plain U-Net on raw images: it has no latents to key; drop --key")
+        sizes = {name: getattr(self, name) for name in MODEL_SIZE_FLAGS}
+        dp = dict(epsilon=self.epsilon, delta=self.delta, max_grad_norm=self.max_grad_norm)
+        if self.membership_defense == "dp":
+            from psf.train.dp import DpOptions, require_opacus
 
-        out = Path("unet.pt") if out == Path("model.pt") else out
-        result = train_unet(data, out, minutes, epochs, views, seed, TrainOptions.labels, model_sizes["image_size"], quiet=quiet,
-                            steps=(stage_steps or {}).get("unet"), device=device)
-    else:
-        model = ModelConfig(**model_sizes)
+            DpOptions(**dp).check()  # a missing or bad --epsilon, or no Opacus, fails before any training
+            require_opacus()
+            sizes["map_norm"] = "group"  # Opacus refuses BatchNorm; recorded in the checkpoint's config
+        elif self.epsilon is not None or self.delta is not None:
+            raise UsageError("--epsilon and --delta set the DP target: add --membership-defense dp")
+        model = ModelConfig(**sizes)
         model.check()
-        result = run_training(TrainOptions(data=data, out=out, model=model, minutes=minutes, epochs=epochs, views=views,
-                                           latent_augment=latent_augment, seed=seed, threads=threads, quiet=quiet,
-                                           key=key, membership_defense=membership_defense, **dp, **budget))
+        return TrainOptions(
+            data=self.data or Path("."), out=self.out, model=model, minutes=self.minutes, epochs=self.epochs,
+            views=self.views, latent_augment=LatentAugment.from_names(self.latent_augment).names(),  # refuses unknown names
+            seed=self.seed, threads=self.threads, quiet=self.quiet, key=self.key,
+            membership_defense=self.membership_defense, stage_steps=parse_steps(self.steps),
+            min_ceiling=self.min_ceiling, device=resolve_device(self.device), **dp)
+
+
+def _train(flags: TrainFlags) -> None:
     import os
 
+    from psf.progress import stderr
+    from psf.train.run import run_training
+
+    opts = flags.options()
+    if flags.threads:
+        import torch
+
+        torch.set_num_threads(flags.threads)
+    if flags.center:
+        return _train_centers(flags.center, opts.out, flags.rounds, flags.compare_alone, opts)
+    if flags.baseline:
+        from psf.train.baseline import train_unet
+
+        out = Path("unet.pt") if opts.out == Path("model.pt") else opts.out
+        result = train_unet(opts.data, out, opts.minutes, opts.epochs, opts.views, opts.seed, opts.labels,
+                            opts.model.image_size, quiet=opts.quiet, steps=(opts.stage_steps or {}).get("unet"),
+                            device=opts.device)
+    else:
+        out = opts.out
+        result = run_training(opts)
     if int(os.environ.get("RANK", "0")) != 0:
         return  # torchrun: process 0 writes the report
     test = result["metrics"]["test"]
@@ -126,11 +165,10 @@ def _train(data: Path | None, out: Path, minutes: float | None, epochs: int | No
     per_class = " ".join(f"{k}={v:.4f}" for k, v in test["dice"].items())
     iou = " ".join(f"{k}={v:.4f}" for k, v in test["iou"].items())
     stderr.print(f"test dice {per_class} | iou {iou}")
-    if baseline:
-        stderr.print(f"wrote {out} and {report_path} ({result['training']['seconds']:.0f} s)")
-        print(f"baseline {baseline} test mean dice {test['mean_dice']:.4f}")
-        return
     stderr.print(f"wrote {out} and {report_path} ({result['training']['seconds']:.0f} s)")
+    if flags.baseline:
+        print(f"baseline {flags.baseline} test mean dice {test['mean_dice']:.4f}")
+        return
     print(f"test mean dice {test['mean_dice']:.4f} (mask autoencoder ceiling "
           f"{result['metrics']['mask_autoencoder_test']['mean_dice']:.4f})")
     _check_ceiling(result, out)
