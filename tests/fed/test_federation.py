@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
+from tests.byte_windows import byte_windows
 
 pytest.importorskip("nvflare", reason="needs the federated extra: pip install 'privacy-sf[federated]'")
 pytest.importorskip("tenseal", reason="needs the federated extra: pip install 'privacy-sf[federated]'")
@@ -76,18 +77,6 @@ def test_each_hospital_model_exports(fed_run, tmp_path):
     assert manifest["labels"] and all((tmp_path / "bundle" / f).is_file() for f in ("encoder.onnx", "decoder.onnx", "map.onnx"))
 
 
-def _windows(buffer: bytes, size: int = 16, count: int = 200, seed: int = 0) -> list[bytes]:
-    rng = np.random.default_rng(seed)
-    picked = []
-    for start in rng.integers(0, len(buffer) - size, count * 4):
-        window = buffer[start : start + size]
-        if len(set(window)) > 4:
-            picked.append(window)
-        if len(picked) == count:
-            break
-    return picked
-
-
 def _plain_weight_windows(model_pt) -> list[bytes]:
     """Windows of the hospital's autoencoder weights as float32 and float64 (how plain weights would travel)."""
     import torch
@@ -95,7 +84,8 @@ def _plain_weight_windows(model_pt) -> list[bytes]:
     states = torch.load(model_pt, weights_only=True)["state_dicts"]
     flat = np.concatenate([t.reshape(-1).numpy() for name in ("image_encoder", "image_decoder", "mask_encoder", "mask_decoder")
                            for t in states[name].values() if t.is_floating_point()])
-    return _windows(flat.astype(np.float32).tobytes(), count=100) + _windows(flat.astype(np.float64).tobytes(), count=100)
+    return (byte_windows(flat.astype(np.float32).tobytes(), count=100)
+            + byte_windows(flat.astype(np.float64).tobytes(), count=100))
 
 
 def test_the_hub_receives_ciphertexts_and_latents_only(fed_run, mni_data):
@@ -115,7 +105,7 @@ def test_the_hub_receives_ciphertexts_and_latents_only(fed_run, mni_data):
         assert str(site).encode() not in received
     volume = np.asarray(nib.load(sorted((mni_data / "train" / "images").iterdir())[0]).dataobj)
     for buffer in (volume.tobytes(), volume.astype(np.float32).tobytes()):
-        assert not [w for w in _windows(buffer) if w in received], "pixel windows reached the hub"
+        assert not [w for w in byte_windows(buffer) if w in received], "pixel windows reached the hub"
     for name in ("h1", "h2"):
         assert not [w for w in _plain_weight_windows(run.out / name / "model.pt") if w in received], f"{name}'s weights reached the hub"
     # What each message carries, by name: ciphertexts (the hub's context cannot decrypt them), latents, a done flag.

@@ -19,21 +19,9 @@ from psf.manifest import load_manifest
 from psf.pipeline.preprocess import normalize
 from tests.conftest import run_cli
 from tests.io.dicom_factory import write_series
+from tests.byte_windows import byte_windows
 
 pytestmark = pytest.mark.slow
-
-
-def _windows(buffer: bytes, size: int = 16, count: int = 200, seed: int = 0) -> list[bytes]:
-    """`count` windows of `size` bytes from the buffer, skipping windows of one repeated byte (background)."""
-    rng = np.random.default_rng(seed)
-    picked = []
-    for start in rng.integers(0, len(buffer) - size, count * 4):
-        window = buffer[start : start + size]
-        if len(set(window)) > 4:
-            picked.append(window)
-        if len(picked) == count:
-            break
-    return picked
 
 
 @pytest.mark.parametrize("scheme", ["grpc", "http"])
@@ -64,7 +52,7 @@ def test_only_latents_cross_the_wire(map_server, tiny_bundle, mni_data, tmp_path
     raw = b"".join(pydicom.dcmread(f).PixelData for f in files)
     normalized = normalize(volume * 4.0, load_manifest(tiny_bundle).normalization)
     for buffer in (raw, normalized.astype(np.float32).tobytes(), normalized.astype(np.float16).tobytes()):
-        leaked = [w for w in _windows(buffer) if w in sent]
+        leaked = [w for w in byte_windows(buffer) if w in sent]
         assert not leaked, f"{len(leaked)} pixel windows found in the traffic"
 
     # 3. The size: the slices' fp16 latents, plus framing; nothing else big can hide in it.
