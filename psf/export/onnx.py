@@ -50,11 +50,30 @@ def export_bundle(checkpoint: Path, out: Path, parity_slices: np.ndarray | None 
 
     nets, ckpt = load_checkpoint(checkpoint)
     require_key(key, ckpt.get("key_id"), str(checkpoint))
+    check_replaceable(Path(out))
     with atomic_folder(out) as staging:
         result = _write_bundle(nets, ckpt, checkpoint, staging, parity_slices, precisions, calibration,
                                calibration_source, key)
     result.manifest.root = Path(out)
     return result
+
+
+# What a bundle folder holds: what may be replaced when a new bundle is exported over an old one.
+BUNDLE_PATTERNS = ("psf.json", "*.onnx", "*.plan", "*.engine", "*.timing-cache", "*.cache")
+
+
+def check_replaceable(out: Path) -> None:
+    """An export replaces `out` whole: refuse unless it is new, empty or a bundle with nothing else in it (so
+    `psf-export model.pt -o demo/` cannot sweep away the data or the checkpoint beside a bundle)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise PsfError(f"{out} is a file; give psf-export a folder for the bundle (-o bundle/)")
+    others = sorted(p.name for p in out.iterdir() if not any(p.match(pattern) for pattern in BUNDLE_PATTERNS))
+    if others or (any(out.iterdir()) and not (out / "psf.json").is_file()):
+        shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
+        raise PsfError(f"{out} is not a bundle folder (it holds {shown or 'files without psf.json'}); export replaces "
+                       "the whole folder, so give a new or empty one, e.g. -o " + str(out / "bundle"))
 
 
 def _write_bundle(nets, ckpt: dict, checkpoint: Path, out: Path, parity_slices, precisions, calibration,

@@ -72,3 +72,14 @@ def test_failed_parity_check_leaves_no_bundle(tiny_model, tmp_path, monkeypatch)
         export_onnx.export_bundle(tiny_model, existing)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
     assert [p.name for p in existing.iterdir()] == ["psf.json"]
+
+
+def test_export_refuses_to_replace_a_folder_that_is_not_a_bundle(tiny_model, tmp_path):
+    """Export replaces its target whole, so a folder with other things in it (data, the checkpoint) is refused."""
+    from psf.errors import PsfError
+    from psf.export.onnx import export_bundle
+
+    (tmp_path / "data").mkdir()
+    with pytest.raises(PsfError, match="not a bundle folder .*data.*-o "):
+        export_bundle(tiny_model, tmp_path)
+    assert (tmp_path / "data").is_dir()
