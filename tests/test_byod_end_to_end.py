@@ -7,7 +7,6 @@ psf-infer's masks score what training measured in torch (same preprocessing on b
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

@@ -97,7 +97,6 @@ def flop_floor(pipeline_flops: int, results: list[dict], opts: BenchOptions) -> 
     if best:
         floor["pipeline_batch1_vs_floor"] = round(best[0]["p50"] / floor_ms, 2)
     return floor
-    return report
 
 
 def scan_breakdown(manifest: Manifest, scan: Path, threads: int | None) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 from psf.errors import BundleError, PsfError, UsageError
 from psf.manifest import Manifest, sha256_file
 from psf.registry import GRAPHS, PRECISIONS
-from psf.runtime.engines import engine_file, rebuild_command  # noqa: F401  (psf-build's names for them)
+from psf.runtime.engines import engine_file
 from psf.runtime.trt import tensorrt_module
 
 log = logging.getLogger(__name__)

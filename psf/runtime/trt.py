@@ -27,7 +27,7 @@ from psf.errors import EngineMismatch, MissingDependency, PsfError
 from psf.manifest import Manifest
 from psf.registry import PIPELINE, STAGES
 from psf.runtime.cuda import CudaError
-from psf.runtime.engines import check_engine, check_machine, engine_precision, tensorrt_compatible  # noqa: F401
+from psf.runtime.engines import check_engine, check_machine
 
 log = logging.getLogger(__name__)
 CHAIN = STAGES  # the stage engines chained on the device when no fused pipeline engine was built

@@ -24,7 +24,8 @@ class MapNetOptions:
 def map_runner(manifest: Manifest, options: MapNetOptions):
     """An inactive runner of the bundle's map net (hashes checked)."""
     if options.backend == "trt":
-        from psf.runtime.trt import TrtRunner, check_engine
+        from psf.runtime.engines import check_engine
+        from psf.runtime.trt import TrtRunner
 
         check_engine(manifest, "map", options.precision, None)
         largest = manifest.engines["map"][options.precision]["batch"][2]

@@ -8,8 +8,6 @@ last, is written: an error or Ctrl-C leaves OUT as it was.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +91,7 @@ def plan_splits(raw: RawDataset, options: ImportOptions) -> dict[str, list[str]]
 
 def import_dataset(src: Path, out: Path, options: ImportOptions = ImportOptions()) -> DatasetInfo:
     """Read SRC, write psf's layout into OUT (atomically, as a whole) and return its DatasetInfo."""
+    from psf.io.atomic import atomic_folder
     from psf.progress import progress_bar
 
     src, out = Path(src), Path(out)
@@ -108,33 +107,15 @@ def import_dataset(src: Path, out: Path, options: ImportOptions = ImportOptions(
                                "split_file": str(options.split_file) if options.split_file else None},
                        extra={"source_label_values": raw.values, **raw.extra})
     info.validate()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        with progress_bar(options.quiet) as bar:
-            task = bar.add_task("importing", total=len(by_name), unit="cases")
-            for split in SPLITS:
-                for case in splits[split]:
-                    _write_case(tmp, info, split, case, by_name[case])
-                    bar.advance(task)
+    with atomic_folder(out) as tmp, progress_bar(options.quiet) as bar:
+        task = bar.add_task("importing", total=len(by_name), unit="cases")
+        for split in SPLITS:
+            for case in splits[split]:
+                _write_case(tmp, info, split, case, by_name[case])
+                bar.advance(task)
         info.save(tmp)
-        _replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     info.extra["notes"] = raw.notes
     return info
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished folder onto OUT; an old OUT is moved aside first and removed only after the swap."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_case(root: Path, info: DatasetInfo, split: str, case: str, raw_case: RawCase) -> None:
