@@ -120,7 +120,9 @@ def test_dropped_connections_are_retried_and_the_answer_is_right(map_server, tin
     z = np.tanh(np.random.default_rng(1).normal(size=(4, *schema.input_shape))).astype(np.float32)
     with RemoteMap(map_server.grpc_url, schema) as direct:
         expected = direct.map(z)
-    with RemoteMap(f"grpc://127.0.0.1:{proxy.port}", schema, ClientOptions(backoff_s=0.01)) as flaky:
+    # The client's own backoff (0.25 s, doubling) must outlast gRPC's reconnect backoff (~1 s after a reset):
+    # with 0.01 s all five attempts could land inside it and fail on the channel's cached error.
+    with RemoteMap(f"grpc://127.0.0.1:{proxy.port}", schema, ClientOptions(backoff_s=0.25)) as flaky:
         got = flaky.map(z)
     assert flaky.stats.retries >= 1
     np.testing.assert_allclose(got, expected, atol=1e-3)
