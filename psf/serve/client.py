@@ -217,7 +217,14 @@ class RemoteMap:
                 return client.infer(s.model_name, [request], outputs=wanted, client_timeout=self.options.timeout_s)
             return client.infer(s.model_name, [request], outputs=wanted)
 
-        result = self._call(infer).as_numpy(s.output_name)
+        try:
+            answer = self._call(infer)
+        except RemoteError as exc:
+            if self.address.protocol == "http" and "restricted" in str(exc):  # psf-serve without --http-infer
+                raise RemoteError(f"{self.url} answers no inference over HTTP (psf-serve opens it only with --http-infer); "
+                                  f"use --server grpc://HOST:PORT (its gRPC port, 8001 by default)") from exc
+            raise
+        result = answer.as_numpy(s.output_name)
         if result is None or result.dtype != s.dtype or result.shape != (len(wire), *s.output_shape):
             got = None if result is None else (result.dtype, list(result.shape))
             raise RemoteError(f"{self.url}: answer {got} does not match {s.output_name} {s.dtype} {[len(wire), *s.output_shape]}")

@@ -68,6 +68,7 @@ class ServeOptions:
     log_file: Path | None = None
     wires: tuple[str, ...] = field(default=tuple(WIRE_DTYPES))
     debug: bool = False  # full detail of failures in the server log (never sent to clients); every refusal logged
+    http_infer: bool = False  # inference over HTTP (psf.serve.tritonserver says why it is closed by default)
 
     def mapnet(self) -> MapNetOptions:
         return MapNetOptions(self.backend, self.precision, self.threads, self.max_batch)

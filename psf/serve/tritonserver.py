@@ -13,6 +13,8 @@ user), where it unlocked loading models (arbitrary code). Here:
   cannot load anything; the other restricted APIs (shared memory, statistics, trace, logging) are closed
   with a header value that HTTP and gRPC cannot carry (it contains a line feed): no token exists, so
   none can be read from the process list;
+- inference over HTTP is closed unless --http-infer (Triton 2.51's JSON parser allocates the size a request
+  declares: one small request can abort the server); HTTP still answers health and metadata;
 - /v2/health/ready answers 200 only once every model is loaded (--strict-readiness);
 - tritonserver and its backend stubs run in their own process group, which stop() ends as a whole.
 """
@@ -123,7 +125,11 @@ class TritonProcess:
                 "--grpc-max-connection-age=300000", "--grpc-max-connection-age-grace=30000",
                 f"--allow-http={'true' if o.http_port else 'false'}", "--allow-sagemaker=false", "--allow-vertex-ai=false"]
         if o.http_port:
-            args += [f"--http-address={self.http_address}", f"--http-port={o.http_port}", f"--http-restricted-api={closed}"]
+            # Triton 2.51's HTTP JSON parser allocates (and zeroes) the byte size a request *declares* before
+            # checking it against the data or the model: a 100-byte request can make it allocate gigabytes,
+            # or abort the whole server (std::bad_alloc). So HTTP inference is closed unless --http-infer.
+            http_closed = closed if o.http_infer else f"inference,{closed}"
+            args += [f"--http-address={self.http_address}", f"--http-port={o.http_port}", f"--http-restricted-api={http_closed}"]
         args += [f"--allow-metrics={'true' if o.metrics_port else 'false'}"]
         if o.metrics_port:
             args += [f"--metrics-address={self.http_address}", f"--metrics-port={o.metrics_port}"]

@@ -17,7 +17,7 @@ from psf.serve.launch import LoopbackServer, free_ports  # noqa: E402
 
 @pytest.fixture(scope="session")
 def map_server(tiny_bundle):
-    with LoopbackServer(tiny_bundle, ("--threads", "2")) as server:
+    with LoopbackServer(tiny_bundle, ("--threads", "2", "--http-infer")) as server:  # the tests' http:// clients
         yield server
 
 

@@ -176,6 +176,7 @@ def test_ready_only_when_it_can_serve_and_sigterm_stops_everything(tiny_bundle):
             assert _get(f"{server.http_url}/v2/models/{schema.model_name}/ready")[0] == 200
         client.join(60)
         assert waited.get("shape") == (1, *schemas[0].output_shape), waited
+        _http_inference_is_closed(server, schemas)
         # SIGTERM (a container stop) to psf-serve alone ends it and every child within 10 s.
         children = _descendants(server.process.pid)
         assert children, "tritonserver and its backend stubs should run below psf-serve"
@@ -188,6 +189,30 @@ def test_ready_only_when_it_can_serve_and_sigterm_stops_everything(tiny_bundle):
         assert time.monotonic() - started < 10
     finally:
         server.__exit__(None, None, None)  # stops it if still running; removes its log
+
+
+def _http_inference_is_closed(server, schemas) -> None:
+    """Default options: no inference over HTTP. Triton 2.51's JSON parser allocates the byte size a request
+    declares before any check, so this 110-byte request (shape 2**40 x a slice) aborts a server that parses
+    it (std::bad_alloc; measured). Health, metadata and gRPC still answer; psf's http:// client says what to do."""
+    from psf.serve.client import ClientOptions, RemoteError, RemoteMap
+
+    fp32 = next(s for s in schemas if s.triton_dtype == "FP32")
+    bomb = json.dumps({"inputs": [{"name": fp32.input_name, "datatype": "FP32", "shape": [2 ** 40, *fp32.input_shape],
+                                   "data": [0.0]}]}).encode()
+    request = urllib.request.Request(f"{server.http_url}/v2/models/{fp32.model_name}/infer", data=bomb,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            status, text = answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read().decode()
+    assert status != 200 and "restricted" in text, (status, text)
+    assert _get(f"{server.http_url}/v2/health/ready")[0] == 200 and server.process.poll() is None
+    with RemoteMap(server.http_url, fp32, ClientOptions(retries=0)) as remote:
+        with pytest.raises(RemoteError, match="--http-infer"):
+            remote.map(np.zeros((1, *fp32.input_shape), np.float32))
+    assert "inference off: --http-infer" in server.log_text() and "largest request" in server.log_text()
 
 
 def _get_or_none(url: str) -> int | None:
