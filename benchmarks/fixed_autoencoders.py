@@ -14,10 +14,10 @@ import torch
 from psf.io.atomic import write_text_atomic
 from psf.pipeline.preprocess import DEFAULT_NORMALIZATION
 from psf.privacy.audit import Encoded, encode_split
-from psf.train.augment import augmented_views, view_slices
 from psf.train.checkpoint import load_checkpoint
 from psf.train.data import SliceSet, load_split
-from psf.train.stages import EncodedPairs, Views, encode_pairs
+from psf.train.stages import EncodedPairs, encode_pairs
+from psf.train.views import Views
 
 
 @dataclass
@@ -39,8 +39,7 @@ def encode_with_fixed_clients(model: Path, data: Path, views: int = 12, clients_
     gen = torch.Generator().manual_seed(0)
     if clients_on_all_slices:
         _retrain_clients(nets, splits, views, clients_on_all_slices, gen)
-    made = Views(*augmented_views(torch.from_numpy(train.images), torch.from_numpy(train.labels), nets.config.num_classes,
-                                  views, gen), slices=view_slices(len(train), views))
+    made = Views(train.images, train.labels, nets.config.num_classes, views, gen)
     return FixedClients(nets, tuple(ckpt["labels"]), splits, encode_pairs(nets, made),
                         {s: encode_split(nets, splits[s]) for s in ("train", "val", "test")})
 
@@ -55,9 +54,9 @@ def _retrain_clients(nets, splits: dict[str, SliceSet], views: int, seconds: flo
     fresh = build_networks(nets.config)
     nets.image_encoder, nets.image_decoder = fresh.image_encoder, fresh.image_decoder
     nets.mask_encoder, nets.mask_decoder = fresh.mask_encoder, fresh.mask_decoder
-    images = torch.from_numpy(np.concatenate([splits[s].images for s in ("train", "val", "test")]))
-    labels = torch.from_numpy(np.concatenate([splits[s].labels for s in ("train", "val", "test")]))
-    every = Views(*augmented_views(images, labels, nets.config.num_classes, views, gen))
+    images = np.concatenate([splits[s].images for s in ("train", "val", "test")])
+    labels = np.concatenate([splits[s].labels for s in ("train", "val", "test")])
+    every = Views(images, labels, nets.config.num_classes, views, gen)
     client_share = BUDGET_SHARES["image_ae"] + BUDGET_SHARES["mask_ae"]
     for train, share in ((train_image_autoencoder, BUDGET_SHARES["image_ae"]), (train_mask_autoencoder, BUDGET_SHARES["mask_ae"])):
         train(nets, every, StageOptions(Budget(seconds=seconds * share / client_share), batch_size=16,

@@ -29,7 +29,7 @@ from psf.privacy.reference import map_losses, out_of_fold_losses
 from psf.train.distill import train_mapping_distilled
 from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget
-from psf.train.run import evaluate
+from psf.train.evaluation import evaluate
 from psf.train.stages import StageOptions, train_mapping
 
 from benchmarks.fixed_autoencoders import encode_with_fixed_clients, write_outputs

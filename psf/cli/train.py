@@ -42,6 +42,7 @@ def train(
     epsilon: Annotated[Optional[float], typer.Option(help="With --membership-defense dp: the privacy target epsilon per training slice (e.g. 8; smaller is more private; 'inf' trains the same way without clipping or noise).")] = None,
     delta: Annotated[Optional[float], typer.Option(help="With --membership-defense dp: delta (default 1 / number of training slices).")] = None,
     max_grad_norm: Annotated[float, typer.Option(help="With --membership-defense dp: clipping norm of each slice's gradient.")] = 0.1,
+    cache: Annotated[Optional[Path], typer.Option(help="Folder for the preprocessed slices and the run's encoded pairs, read from disk a batch at a time so memory does not grow with the data set. Default: DATA/.psf-cache (or ~/.cache/psf when DATA is read-only); reused while the data and preprocessing are unchanged.")] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -86,6 +87,7 @@ class TrainFlags:
     epsilon: float | None
     delta: float | None
     max_grad_norm: float
+    cache: Path | None
     quiet: bool
 
     def options(self):
@@ -129,7 +131,7 @@ class TrainFlags:
             views=self.views, latent_augment=LatentAugment.from_names(self.latent_augment).names(),  # refuses unknown names
             seed=self.seed, threads=self.threads, quiet=self.quiet, key=self.key,
             membership_defense=self.membership_defense, stage_steps=parse_steps(self.steps),
-            min_ceiling=self.min_ceiling, device=resolve_device(self.device), **dp)
+            min_ceiling=self.min_ceiling, device=resolve_device(self.device), cache=self.cache, **dp)
 
 
 def _train(flags: TrainFlags) -> None:
@@ -151,7 +153,7 @@ def _train(flags: TrainFlags) -> None:
         out = Path("unet.pt") if opts.out == Path("model.pt") else opts.out
         result = train_unet(opts.data, out, opts.minutes, opts.epochs, opts.views, opts.seed, opts.labels,
                             opts.model.image_size, quiet=opts.quiet, steps=(opts.stage_steps or {}).get("unet"),
-                            device=opts.device)
+                            device=opts.device, cache=opts.cache)
     else:
         out = opts.out
         result = run_training(opts)

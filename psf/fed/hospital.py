@@ -91,7 +91,7 @@ class Hospital:
     def finish(self, params: dict, meta: dict) -> dict:
         """Load the hub's mapping net, evaluate here, write model.pt and result.json (site-local)."""
         from psf.train.checkpoint import save_checkpoint
-        from psf.train.run import evaluate
+        from psf.train.evaluation import evaluate
 
         state = {k.removeprefix("mapping."): torch.from_numpy(np.asarray(v)) for k, v in params.items() if k.startswith("mapping.")}
         self.nets.mapping.load_state_dict(state)
@@ -122,10 +122,9 @@ def load_site_data(opts, gen: torch.Generator):
     dataset.json's labels, channels and normalization). The model those imply must be the plan's: one
     shared autoencoder needs one label set and one channel layout across the consortium."""
     from psf.errors import PsfError
-    from psf.train.augment import augmented_views, view_slices
     from psf.train.data import dataset_info, fit_normalization, load_split
     from psf.train.run import _pad_values, with_dataset
-    from psf.train.stages import Views
+    from psf.train.views import Views
 
     info = dataset_info(opts.data)
     fitted = with_dataset(opts, info)
@@ -135,9 +134,8 @@ def load_site_data(opts, gen: torch.Generator):
     norm = fit_normalization(opts.data, info)
     splits = {s: load_split(opts.data, s, opts.model.image_size, norm, info=info) for s in ("train", "val", "test")}
     train = splits["train"]
-    views = Views(*augmented_views(torch.from_numpy(train.images), torch.from_numpy(train.labels), opts.model.num_classes,
-                                   opts.views, gen, background=_pad_values(norm, opts)),
-                  slices=view_slices(len(train), opts.views), bounded=info.modality != "CT")
+    views = Views(train.images, train.labels, opts.model.num_classes, opts.views, gen,
+                  background=_pad_values(norm, opts), bounded=info.modality != "CT")
     return opts, norm, splits, views
 
 

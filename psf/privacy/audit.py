@@ -184,14 +184,14 @@ def _leaked_decoder(cfg, nets, key, train: Encoded, val: Encoded, test: Encoded,
     taken separately for the raw and the intensity-fitted output."""
     from psf.models import build_networks
     from psf.models.key import ConsortiumKey
-    from psf.train.augment import augmented_views
     from psf.train.loop import Budget
-    from psf.train.stages import StageOptions, Views, train_image_autoencoder
+    from psf.train.stages import StageOptions, train_image_autoencoder
+    from psf.train.views import Views
 
     other = build_networks(cfg)
     other_gen = torch.Generator().manual_seed(opts.seed + 1000)
     torch.manual_seed(opts.seed + 1000)
-    views = Views(*augmented_views(val.images, val.labels.to(torch.uint8), cfg.num_classes, 6, other_gen))
+    views = Views(val.images.numpy(), val.labels.to(torch.uint8).numpy(), cfg.num_classes, 6, other_gen)
     log = train_image_autoencoder(other, views, StageOptions(Budget(seconds=seconds), batch_size=16,
                                                               crop=cfg.image_size // 2, quiet=opts.quiet), other_gen)
     other.eval()

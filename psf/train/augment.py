@@ -18,8 +18,14 @@ def geometric(images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator, m
               background: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Random left-right flip, rotation, scale and shift, applied identically to images and one-hot masks.
     Outside the field of view an image channel takes its `background` value (default 0; CT's air is below 0)."""
-    n = images.shape[0]
-    u = torch.rand(n, 5, generator=gen)
+    theta = affine_theta(torch.rand(images.shape[0], 5, generator=gen), max_rot_deg, max_scale, max_shift)
+    return warp(images, masks, theta, background)
+
+
+def affine_theta(u: torch.Tensor, max_rot_deg: float = 10.0, max_scale: float = 0.1,
+                 max_shift: float = 0.06) -> torch.Tensor:
+    """(n, 2, 3) affine matrices from (n, 5) uniform draws: rotation, scale, flip, shift (x, y)."""
+    n = u.shape[0]
     angle = (u[:, 0] * 2 - 1) * math.radians(max_rot_deg)
     scale = 1 + (u[:, 1] * 2 - 1) * max_scale
     flip = torch.where(u[:, 2] < 0.5, -1.0, 1.0)
@@ -30,11 +36,26 @@ def geometric(images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator, m
     theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
     theta[:, 1, 0], theta[:, 1, 1] = sin * flip, cos * flip
     theta[:, :, 2] = shift
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    bg = torch.zeros(1, images.shape[1], 1, 1) if background is None else torch.tensor(background, dtype=images.dtype).reshape(1, -1, 1, 1)
-    images = F.grid_sample(images - bg, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + bg
-    masks = F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    masks[:, :1] += 1 - masks.sum(1, keepdim=True)  # outside the field of view is background
+    return theta
+
+
+def warp(images: torch.Tensor | None, masks: torch.Tensor | None, theta: torch.Tensor,
+         background: list[float] | None = None, window: tuple[int, int, int] | None = None):
+    """Resample images (n, C, S, S) and one-hot masks (n, K, S, S) by `theta`; either may be None.
+
+    `window` = (top, left, size) computes only that square of the output: the same pixels as warping the
+    whole slice and cropping, at the cost of the crop."""
+    full = images if images is not None else masks
+    grid = F.affine_grid(theta, list(full.shape), align_corners=False)
+    if window is not None:
+        top, left, size = window
+        grid = grid[:, top : top + size, left : left + size]
+    if images is not None:
+        bg = torch.zeros(1, images.shape[1], 1, 1) if background is None else torch.tensor(background, dtype=images.dtype).reshape(1, -1, 1, 1)
+        images = F.grid_sample(images - bg, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + bg
+    if masks is not None:
+        masks = F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        masks[:, :1] += 1 - masks.sum(1, keepdim=True)  # outside the field of view is background
     return images, masks
 
 
@@ -58,31 +79,15 @@ def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()
 
 
+def crop_window(full: int, size: int, gen: torch.Generator, multiple: int = 1) -> tuple[int, int, int]:
+    """A random size x size window (top, left, size) of a full x full slice, offsets a multiple of `multiple`."""
+    if size >= full:
+        return 0, 0, full
+    top, left = (int(v) * multiple for v in torch.randint(0, (full - size) // multiple + 1, (2,), generator=gen))
+    return top, left, size
+
+
 def random_crop(tensors: list[torch.Tensor], size: int, gen: torch.Generator, multiple: int = 1) -> list[torch.Tensor]:
     """Crop the same size x size window (offset a multiple of `multiple`) out of every tensor's last two dims."""
-    full = tensors[0].shape[-1]
-    if size >= full:
-        return tensors
-    top, left = (int(v) * multiple for v in torch.randint(0, (full - size) // multiple + 1, (2,), generator=gen))
+    top, left, size = crop_window(tensors[0].shape[-1], size, gen, multiple)
     return [t[..., top : top + size, left : left + size] for t in tensors]
-
-
-@torch.no_grad()
-def augmented_views(images: torch.Tensor, labels: torch.Tensor, num_classes: int, views: int,
-                    gen: torch.Generator, batch_size: int = 64,
-                    background: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`views` geometric variants of every slice (view 0: the original), hard labels. Built once, shared by
-    the client stages, so the costly resampling is not repeated every step."""
-    out_x, out_y = [images], [labels]
-    for _ in range(views - 1):
-        for start in range(0, len(images), batch_size):
-            x, soft = geometric(images[start : start + batch_size], one_hot(labels[start : start + batch_size], num_classes), gen,
-                                  background=background)
-            out_x.append(x)
-            out_y.append(soft.argmax(1).to(labels.dtype))
-    return torch.cat(out_x), torch.cat(out_y)
-
-
-def view_slices(slices: int, views: int) -> torch.Tensor:
-    """The slice each of augmented_views' outputs was made from (its layout: view-major, slice-minor)."""
-    return torch.arange(slices).repeat(views)

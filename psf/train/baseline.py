@@ -8,17 +8,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from psf.io.atomic import atomic_path
-from psf.metrics import confusion_counts, report
 from psf.models.unet import UNet
 from psf.progress import stderr
-from psf.train.augment import augmented_views, intensity, random_crop
-from psf.train.data import SliceSet, load_split
+from psf.train.augment import intensity
+from psf.train.cache import cached_split, scratch_folder
+from psf.train.data import SliceSet
 from psf.train.loop import Budget, cosine_lr, run_loop
 from psf.train.stages import dice_ce_loss, mixed_precision
+from psf.train.views import Views
 
 # The baseline's default budget: about what the former 9-minute budget gave it on the demo data (~1.9 steps/s
 # on 2 cores: 2,892 steps in 25 minutes, benchmarks/RESULTS.md).
@@ -27,7 +27,7 @@ DEFAULT_UNET_STEPS = 1000
 
 def train_unet(data: Path, out: Path, minutes: float | None, epochs: int | None, views: int, seed: int, labels: tuple[str, ...],
                image_size: int = 256, width: int = 16, quiet: bool = False, steps: int | None = None,
-               device: str = "cpu") -> dict:
+               device: str = "cpu", cache: Path | None = None) -> dict:
     """Train on the train split (geometric views + intensity augmentation + 128-pixel crops, like the
     client stages); return test/val Dice and IoU and the run's facts. Labels, channels and normalization
     come from the data set (`labels` is only the fallback's); the budget is `steps` (default
@@ -41,21 +41,21 @@ def train_unet(data: Path, out: Path, minutes: float | None, epochs: int | None,
     started = time.perf_counter()
     info = dataset_info(data)
     labels, norm = tuple(info.labels), fit_normalization(data, info)
-    splits = {s: load_split(data, s, image_size, norm, info=info) for s in ("train", "val", "test")}
+    splits = {s: cached_split(data, s, image_size, norm, info=info, root=cache, quiet=quiet) for s in ("train", "val", "test")}
     train = splits["train"]
     pad = [background_value(spec) for spec in channel_specs(norm, len(info.channels))]
-    images, targets = augmented_views(torch.from_numpy(train.images), torch.from_numpy(train.labels), len(labels), views, gen,
-                                      background=pad)
+    scratch = scratch_folder(data, cache)  # the augmented views live on disk while the U-Net trains
+    made = Views(train.images, train.labels, len(labels), views, gen, background=pad, bounded=info.modality != "CT",
+                 folder=scratch.name, quiet=quiet)
     net = UNet(in_channels=len(info.channels), num_classes=len(labels), width=width).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     budget = Budget(seconds=None if minutes is None else minutes * 60 - (time.perf_counter() - started), epochs=epochs,
                     steps=None if epochs is not None else (steps or DEFAULT_UNET_STEPS))
-    bounded = info.modality != "CT"
 
     def step(idx: torch.Tensor, done: float) -> float:
         cosine_lr(opt, 3e-3, done)
-        x, y = random_crop([images[idx], targets[idx].long()], image_size // 2, gen, 16)
-        x, y = intensity(x, gen, bounded).to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = made.crops(idx, image_size // 2, gen, 16)
+        x, y = intensity(x, gen, made.bounded).to(device, non_blocking=True), y.to(device, non_blocking=True)
         with mixed_precision(device):
             logits = net(x).float()
         loss = dice_ce_loss(logits, y)
@@ -64,7 +64,8 @@ def train_unet(data: Path, out: Path, minutes: float | None, epochs: int | None,
         opt.step()
         return loss.item()
 
-    log = run_loop("baseline: U-Net", step, len(images), 16, budget, gen, quiet)
+    with scratch:
+        log = run_loop("baseline: U-Net", step, len(made), 16, budget, gen, quiet)
     net.to("cpu").eval()
     metrics = {s: _evaluate(net, splits[s], labels) for s in ("val", "test")}
     params = sum(p.numel() for p in net.parameters())
@@ -78,5 +79,6 @@ def train_unet(data: Path, out: Path, minutes: float | None, epochs: int | None,
 
 @torch.no_grad()
 def _evaluate(net: UNet, data: SliceSet, labels: tuple[str, ...]) -> dict:
-    pred = np.concatenate([net(torch.from_numpy(data.images[i : i + 16])).argmax(1).numpy() for i in range(0, len(data), 16)])
-    return report(confusion_counts(pred[data.valid], data.labels[data.valid], len(labels)), list(labels))
+    from psf.train.evaluation import split_report
+
+    return split_report(lambda x: net(torch.from_numpy(x)).argmax(1).numpy(), data, labels)

@@ -140,29 +140,47 @@ def _ct_statistics(root: Path, info) -> list[dict]:
 
 
 def load_split(root: Path, split: str, size: int, normalization: dict | list, axis: int = 2, info=None) -> SliceSet:
-    """Every case of a split as model-ready slices (same preprocessing as psf-infer)."""
+    """Every case of a split as model-ready slices in memory (same preprocessing as psf-infer). psf-train reads
+    its data through psf.train.cache instead, which keeps the slices on disk."""
+    parts = list(case_slices(root, split, size, normalization, axis, info))
+    if not parts:
+        raise PsfError(f"no cases in {Path(root) / split / 'images'}")
+    positions = [p.positions for p in parts]
+    known = all(p is not None for p in positions)
+    return SliceSet(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+                    np.concatenate([p.valid for p in parts]), np.concatenate(positions) if known else None,
+                    np.concatenate([np.full(len(p.images), v) for v, p in enumerate(parts)]), [p.case for p in parts])
+
+
+@dataclass
+class CaseSlices:
+    """One case's model-ready slices: images (k, C, S, S), labels (k, S, S), valid (k, S, S), positions (k,) or
+    None, and `case` = (name, voxel size of (slice, row, col), unit)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    valid: np.ndarray
+    positions: np.ndarray | None
+    case: tuple
+
+
+def case_slices(root: Path, split: str, size: int, normalization: dict | list, axis: int = 2, info=None):
+    """Yield CaseSlices for every case of a split, one case in memory at a time."""
     root = Path(root)
     info = info if info is not None else dataset_info(root)
     channels, num_labels = len(info.channels), len(info.labels)
     pad = [background_value(spec) for spec in channel_specs(normalization, channels)]
-    images, labels, valid, positions, cases = [], [], [], [], []
     for files, label_path in split_cases(root, split, info):
         volume, label, scan = _read_case(files, label_path, num_labels)
         img_slices = to_channel_slices(normalize_channels(volume, normalization, channels), axis)
         fit = plan_fit(img_slices.shape[2:], size)
         if fit.resized:
             raise PsfError(f"{files[0]}: slices {fit.source} are larger than the model size {size}; pick a larger --image-size")
-        images.append(fit_slices(img_slices, fit, pad))
-        labels.append(fit_slices(to_slices(label, axis).astype(np.float32), fit)[:, 0].astype(np.uint8))
-        valid.append(fit_slices(np.ones(img_slices[:, 0].shape, np.float32), fit)[:, 0] > 0.5)
-        positions.append(slice_positions(scan.geometry.affine, label.shape[axis], axis))
-        cases.append((label_path.name.split(".")[0], *_slice_spacing(scan, axis)))
-    if not images:
-        raise PsfError(f"no cases in {root / split / 'images'}")
-    known = all(p is not None for p in positions)
-    return SliceSet(np.concatenate(images), np.concatenate(labels), np.concatenate(valid),
-                    np.concatenate(positions) if known else None,
-                    np.concatenate([np.full(len(i), v) for v, i in enumerate(images)]), cases)
+        yield CaseSlices(fit_slices(img_slices, fit, pad),
+                         fit_slices(to_slices(label, axis).astype(np.float32), fit)[:, 0].astype(np.uint8),
+                         fit_slices(np.ones(img_slices[:, 0].shape, np.float32), fit)[:, 0] > 0.5,
+                         slice_positions(scan.geometry.affine, label.shape[axis], axis),
+                         (label_path.name.split(".")[0], *_slice_spacing(scan, axis)))
 
 
 def _slice_spacing(scan, axis: int) -> tuple[tuple[float, float, float], str]:

@@ -85,6 +85,7 @@ def train_mapping_distilled(config: ModelConfig, pairs: EncodedPairs, opts: Stag
         from psf.errors import UsageError
 
         raise UsageError(f"each teacher must see at least one part and not all {folds}; got {seen_folds}")
+    pairs = pairs.in_memory()  # the teachers' labels are built over all pairs at once
     groups = pairs.groups if pairs.groups is not None else torch.arange(len(pairs))
     fold = fold_of_groups(groups, folds, gen, block_slices, alternate)
     total = torch.zeros_like(pairs.z_mask)

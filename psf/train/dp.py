@@ -193,7 +193,7 @@ def _private_step(model, opt, pairs: EncodedPairs, members: list[torch.Tensor], 
     loss_value, norms = None, torch.zeros(0)
     if len(chosen):
         idx, owner = _views_of(chosen, members, dp.views_per_group, gen)
-        z_x, z_y = augment(pairs.z_image[idx], pairs.z_mask[idx], gen, opts.crop)
+        z_x, z_y = augment(*pairs.take(idx), gen, opts.crop)
         grads, loss_value = group_gradients(model, z_x, z_y, owner, len(chosen))
         norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in grads))
         clip = math.isfinite(dp.epsilon)  # epsilon inf: the control run, same sampling, no clipping, no noise

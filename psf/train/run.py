@@ -13,25 +13,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from psf.errors import PsfError
-from psf.metrics import confusion_counts, report
 from psf.models import build_networks
 from psf.models.config import ModelConfig
 from psf.progress import stderr
-from psf.train.augment import augmented_views, view_slices
+from psf.train.cache import cached_split, scratch_folder
 from psf.train.checkpoint import save_checkpoint
-from psf.train.data import SliceSet, load_split
+from psf.train.evaluation import case_evaluation, evaluate, mask_ae_ceiling
 from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget
 from psf.train.stages import (
     StageOptions,
-    Views,
     encode_pairs,
-    predict_probs,
     train_image_autoencoder,
     train_mapping,
     train_mask_autoencoder,
 )
+from psf.train.views import Views
 
 # How a time cap is shared between the stages (the rest goes to encoding and evaluation).
 BUDGET_SHARES = {"image_ae": 0.22, "mask_ae": 0.13, "mapping": 0.6}
@@ -71,6 +68,7 @@ class TrainOptions:
     min_ceiling: float = MIN_CEILING
     device: str = "cpu"  # "auto", "cpu", "cuda" or "cuda:N" (psf.train.device.resolve_device)
     world: tuple[int, int] = (0, 1)  # (rank, processes) under torchrun (psf.train.distributed); set by run_training
+    cache: Path | None = None  # where preprocessed slices are kept (psf.train.cache.cache_root; None: its default)
 
 
 def stage_options(opts: TrainOptions, stage: str) -> StageOptions:
@@ -115,13 +113,6 @@ def stage_budget(opts: TrainOptions, stage: str) -> Budget:
     return Budget(seconds=seconds, epochs=epochs, steps=steps)
 
 
-def evaluate(nets, data: SliceSet, labels: tuple[str, ...], key=None) -> dict:
-    """Dice and IoU per class over the real (unpadded) pixels of a split, pipeline run in torch."""
-    pred = predict_probs(nets, data.images, key=key).argmax(1)
-    counts = confusion_counts(pred[data.valid], data.labels[data.valid], len(labels))
-    return report(counts, list(labels))
-
-
 def run_training(opts: TrainOptions) -> dict:
     """Run every stage; returns the metrics also stored in the checkpoint.
 
@@ -145,31 +136,32 @@ def run_training(opts: TrainOptions) -> dict:
     opts = with_dataset(opts, info)
     norm = fit_normalization(opts.data, info)
     size = opts.model.image_size
-    splits = {s: load_split(opts.data, s, size, norm, info=info) for s in ("train", "val", "test")}
+    splits = {s: cached_split(opts.data, s, size, norm, info=info, root=opts.cache, quiet=not world.main)
+              for s in ("train", "val", "test")}
     if world.main:
         stderr.print(f"data: {', '.join(f'{s} {len(d)} slices' for s, d in splits.items())} from {opts.data} "
                      f"({info.modality}, channels {', '.join(info.channels)}; labels {', '.join(info.labels)})")
     nets = build_networks(opts.model)
     key = load_key(opts.key, opts.model)
     train = splits["train"]
-    views = Views(*augmented_views(torch.from_numpy(train.images), torch.from_numpy(train.labels),
-                                   opts.model.num_classes, opts.views, gen, background=_pad_values(norm, opts)),
-                  slices=view_slices(len(train), opts.views), bounded=info.modality != "CT")
-    log = {
-        "image_ae": train_image_autoencoder(nets, views, stage_options(opts, "image_ae"), gen),
-        "mask_ae": train_mask_autoencoder(nets, views, stage_options(opts, "mask_ae"), gen),
-    }
-    pairs = encode_pairs(nets, views, key=key)
-    if world.main:
-        stderr.print(f"client: encoded {len(pairs)} pairs ({opts.views} views per slice) for the server"
-                     + (f", keyed with consortium key {key.key_id}" if key else ""))
-    nets.mapping, log["mapping"] = server_stage(opts, nets.mapping, pairs, gen)
+    with scratch_folder(opts.data, opts.cache) as scratch:  # this run's views and encoded pairs live on disk, then go
+        views = Views(train.images, train.labels, opts.model.num_classes, opts.views, gen,
+                      background=_pad_values(norm, opts), bounded=info.modality != "CT", folder=scratch, quiet=opts.quiet)
+        log = {
+            "image_ae": train_image_autoencoder(nets, views, stage_options(opts, "image_ae"), gen),
+            "mask_ae": train_mask_autoencoder(nets, views, stage_options(opts, "mask_ae"), gen),
+        }
+        pairs = encode_pairs(nets, views, key=key, folder=scratch)
+        if world.main:
+            stderr.print(f"client: encoded {len(pairs)} pairs ({opts.views} views per slice) for the server"
+                         + (f", keyed with consortium key {key.key_id}" if key else ""))
+        nets.mapping, log["mapping"] = server_stage(opts, nets.mapping, pairs, gen)
     nets.to("cpu").eval()  # evaluated and saved on the CPU, whatever trained it
     metrics = {
         "val": evaluate(nets, splits["val"], opts.labels, key),
         "test": evaluate(nets, splits["test"], opts.labels, key),
-        "mask_autoencoder_val": _mask_ae_ceiling(nets, splits["val"], opts.labels),
-        "mask_autoencoder_test": _mask_ae_ceiling(nets, splits["test"], opts.labels),
+        "mask_autoencoder_val": mask_ae_ceiling(nets, splits["val"], opts.labels),
+        "mask_autoencoder_test": mask_ae_ceiling(nets, splits["test"], opts.labels),
     }
     evaluation = case_evaluation(nets, splits["test"], opts.labels, key)
     cut = [name for name, stage in log.items() if isinstance(stage, dict) and stage.get("time_bound")]
@@ -198,32 +190,6 @@ def run_training(opts: TrainOptions) -> dict:
                         channels=list(info.channels), modality=info.modality)
     leave()
     return {"metrics": metrics, "training": training, "evaluation": evaluation}
-
-
-def case_evaluation(nets, data: SliceSet, labels: tuple[str, ...], key=None) -> dict | None:
-    """Dice and HD95 per test case and label, and their means (psf.eval: the report `psf score --report` writes);
-    HD95 only with privacy-sf[eval] (medpy) installed. None for a split without case information."""
-    if data.cases is None or data.volumes is None:
-        return None
-    from psf.eval import case_report, summarize
-
-    try:
-        from psf.metrics import hd95_implementation
-
-        hd95_implementation()
-        hd95 = True
-    except PsfError:  # MissingDependency: Dice only
-        hd95 = False
-    pred = predict_probs(nets, data.images, key=key).argmax(1).astype(np.uint8)
-    cases = {}
-    for v, (name, spacing, unit) in enumerate(data.cases):
-        rows = np.flatnonzero(data.volumes == v)
-        valid = data.valid[rows]
-        r = np.flatnonzero(valid.any((0, 2)))
-        c = np.flatnonzero(valid.any((0, 1)))
-        window = (rows[:, None, None], r[None, :, None], c[None, None, :])
-        cases[name] = case_report(pred[window], data.labels[window], list(labels), spacing, hd95=hd95, unit=unit)
-    return summarize(cases, list(labels))
 
 
 def device_name(device: str) -> str:
@@ -282,13 +248,3 @@ def load_key(path: Path | None, model: ModelConfig):
     key = ConsortiumKey.load(path)
     key.check_fits(model.image_latent, model.mask_latent)
     return key
-
-
-@torch.no_grad()
-def _mask_ae_ceiling(nets, data: SliceSet, labels: tuple[str, ...]) -> dict:
-    """Dice of decode(encode(true mask)): the best the mapping net can reach with this mask autoencoder."""
-    from psf.train.augment import one_hot
-
-    y = torch.from_numpy(data.labels)
-    pred = nets.mask_decoder(nets.mask_encoder(one_hot(y, len(labels)))).argmax(1).numpy()
-    return report(confusion_counts(pred[data.valid], data.labels[data.valid], len(labels)), list(labels))

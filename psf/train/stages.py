@@ -15,24 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from psf.models import Networks
-from psf.train.augment import intensity, one_hot, random_crop
+from psf.train.augment import intensity, one_hot
 from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget, cosine_lr, run_loop
-
-
-@dataclass
-class Views:
-    """Client-side training material: augmented images (n, C, S, S) float32 and labels (n, S, S) uint8;
-    `slices`: which training slice each view was made from (None: every view its own); `bounded`: images
-    in [0, 1] (False for z-scored CT: psf.train.augment.intensity then leaves out gamma and clipping)."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    slices: torch.Tensor | None = None
-    bounded: bool = True
-
-    def __len__(self) -> int:
-        return len(self.images)
+from psf.train.views import Views
 
 
 @dataclass(frozen=True)
@@ -54,6 +40,14 @@ class StageOptions:
         """This process' part of a global batch (all of it in a single process)."""
         rank, size = self.world
         return idx if size == 1 else idx[rank::size]
+
+    def put(self, batch: torch.Tensor) -> torch.Tensor:
+        """This process' part of a batch on the stage's device; on CUDA through pinned memory, so the copy
+        runs asynchronously and the next batch is made on the CPU meanwhile."""
+        batch = self.shard(batch)
+        if str(self.device).startswith("cuda"):
+            return batch.pin_memory().to(self.device, non_blocking=True)
+        return batch
 
     def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
         from psf.train.distributed import World
@@ -102,8 +96,8 @@ def train_image_autoencoder(nets: Networks, views: Views, opts: StageOptions, ge
 
     def step(idx: torch.Tensor, done: float) -> float:
         cosine_lr(opt, opts.lr, opts.progress(done))
-        (x,) = random_crop([views.images[idx]], opts.crop, gen, multiple)
-        x = opts.shard(intensity(x, gen, views.bounded)).to(opts.device, non_blocking=True)
+        x, _ = views.crops(idx, opts.crop, gen, multiple, labels=False)
+        x = opts.put(intensity(x, gen, views.bounded))
         with mixed_precision(opts.device):
             recon = autoencoder(x).float()
         loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
@@ -129,10 +123,10 @@ def train_mask_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen
 
     def step(idx: torch.Tensor, done: float) -> float:
         cosine_lr(opt, opts.lr, opts.progress(done))
-        (y,) = random_crop([views.labels[idx].long()], opts.crop, gen, multiple)
+        _, y = views.crops(idx, opts.crop, gen, multiple, images=False)
         n, h, w = y.shape
         noise = latent_noise * torch.randn((n, cfg.mask_latent, h // cfg.patch, w // cfg.patch), generator=gen)
-        y, noise = opts.shard(y).to(opts.device, non_blocking=True), opts.shard(noise).to(opts.device, non_blocking=True)
+        y, noise = opts.put(y), opts.put(noise)
         with mixed_precision(opts.device):
             logits = autoencoder(one_hot(y, c), noise).float()
         loss = dice_ce_loss(logits, y)
@@ -159,7 +153,10 @@ class _NoisyAutoencoder(torch.nn.Module):
 class EncodedPairs:
     """What the server receives: image latents z_x and mask latents z_y, (n, c, g, g) float32 each, and
     `groups`, an integer per pair that is equal for the views of one slice (no other information): the
-    membership defense (psf.train.distill) keeps a slice's views on one side of its split."""
+    membership defenses (psf.train.distill, psf.train.dp) keep a slice's views together.
+
+    z_image / z_mask are tensors, or psf.train.rowfile.RowFile rows on disk (encode_pairs with a folder):
+    read them through take()."""
 
     z_image: torch.Tensor
     z_mask: torch.Tensor
@@ -168,26 +165,57 @@ class EncodedPairs:
     def __len__(self) -> int:
         return len(self.z_image)
 
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pairs `idx` as tensors, read from disk when the pairs live there."""
+        return _rows(self.z_image, idx), _rows(self.z_mask, idx)
+
+    def in_memory(self) -> "EncodedPairs":
+        """The same pairs with their latents as tensors (for work on all of them at once)."""
+        if isinstance(self.z_image, torch.Tensor):
+            return self
+        return EncodedPairs(torch.from_numpy(self.z_image[:]), torch.from_numpy(self.z_mask[:]), self.groups)
+
+
+def _rows(values, idx: torch.Tensor) -> torch.Tensor:
+    if isinstance(values, torch.Tensor):
+        return values[idx]
+    return torch.from_numpy(values[np.asarray(idx, dtype=np.int64)])
+
 
 @torch.no_grad()
-def encode_pairs(nets: Networks, views: Views, batch_size: int = 64, key=None) -> EncodedPairs:
-    """Client stage 2: encode every (geometrically augmented) view as it is.
+def encode_pairs(nets: Networks, views: Views, batch_size: int = 64, key=None, folder=None) -> EncodedPairs:
+    """Client stage 2: encode every (geometrically augmented) view as it is; with `folder`, the latents are
+    written there as row files (psf.train.rowfile) instead of held in memory.
 
     No intensity augmentation here: on the demo data, encoding intensity-augmented views lowered test
     Dice (0.947 -> 0.933) and did not help on gamma-changed scans; the image encoder was already
     trained on intensity-augmented images, and percentile normalization removes scale and offset.
     With a consortium key (psf.models.key) both latents are keyed here, before they leave the client.
     """
+    from pathlib import Path
+
+    from psf.train.rowfile import RowWriter
+
     enc_x, enc_y = nets.image_encoder.eval(), nets.mask_encoder.eval()
     c, dev = nets.config.num_classes, module_device(enc_x)
-    zx, zy = [], []
+    lock_x = key.image.forward_module() if key is not None else None
+    lock_y = key.mask.forward_module() if key is not None else None
+    zx, zy, writers = [], [], None
     for start in range(0, len(views), batch_size):
-        zx.append(enc_x(views.images[start : start + batch_size].to(dev)).cpu())
-        zy.append(enc_y(one_hot(views.labels[start : start + batch_size].to(dev), c)).cpu())
-    zx, zy = torch.cat(zx), torch.cat(zy)
-    if key is not None:
-        zx, zy = key.image.forward_module()(zx), key.mask.forward_module()(zy)
-    return EncodedPairs(zx, zy, views.slices)
+        images, labels = views.batch(start, start + batch_size)
+        bx, by = enc_x(images.to(dev)).cpu(), enc_y(one_hot(labels.to(dev), c)).cpu()
+        if key is not None:
+            bx, by = lock_x(bx), lock_y(by)
+        if folder is None:
+            zx.append(bx), zy.append(by)
+            continue
+        if writers is None:
+            writers = [RowWriter(Path(folder) / f"{name}.rows", np.float32, b.shape[1:])
+                       for name, b in (("z_image", bx), ("z_mask", by))]
+        writers[0].append(bx.numpy()), writers[1].append(by.numpy())
+    if folder is None:
+        return EncodedPairs(torch.cat(zx), torch.cat(zy), views.slices)
+    return EncodedPairs(writers[0].close(), writers[1].close(), views.slices)
 
 
 def train_mapping(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageOptions, gen: torch.Generator,
@@ -201,8 +229,8 @@ def train_mapping(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageOpti
 
     def step(idx: torch.Tensor, done: float) -> float:
         cosine_lr(opt, opts.lr, done)
-        z_x, z_y = augment(pairs.z_image[idx], pairs.z_mask[idx], gen, opts.crop)
-        z_x, z_y = opts.shard(z_x).to(opts.device, non_blocking=True), opts.shard(z_y).to(opts.device, non_blocking=True)
+        z_x, z_y = augment(*pairs.take(idx), gen, opts.crop)
+        z_x, z_y = opts.put(z_x), opts.put(z_y)
         with mixed_precision(opts.device):
             pred = net(z_x).float()
         loss = F.mse_loss(pred, z_y)

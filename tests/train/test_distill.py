@@ -16,7 +16,7 @@ from tests.conftest import run_cli
 
 
 def test_folds_keep_every_slice_and_its_neighbours_on_one_side():
-    groups = torch.arange(40).repeat(4)  # 40 slices x 4 views, view-major as augmented_views lays them out
+    groups = torch.arange(40).repeat(4)  # 40 slices x 4 views, view-major as psf.train.views lays them out
     fold = fold_of_groups(groups, 2, torch.Generator().manual_seed(0), block=10)
     for g in range(40):
         assert len(set(fold[groups == g].tolist())) == 1
