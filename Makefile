@@ -69,3 +69,10 @@ federation: $(BIN)/.psf-installed
 	OMP_NUM_THREADS=1 $(BIN)/psf fed poc center_a=$(DEMO)/federation-data/center_a \
 		center_b=$(DEMO)/federation-data/center_b center_c=$(DEMO)/federation-data/center_c \
 		-o $(DEMO)/federation --steps $(FED_STEPS) --views 4 --rounds 4 --task-timeout 1800 --compare-alone -q
+
+# Faults, for real (PoC processes, ~5 min): center_c is killed while it trains round 2 (the others go on,
+# --min-clients 2), center_b while it trains round 3 (the run stops), then --resume finishes from the hub's
+# round 2. Checks and figures: $(DEMO)/federation-faults/faults.json (benchmarks/federation_faults.py).
+.PHONY: federation-faults
+federation-faults: $(BIN)/.psf-installed
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.federation_faults --out $(DEMO)/federation-faults

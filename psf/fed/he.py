@@ -51,7 +51,7 @@ def load_context(path: Path, need_secret: bool):
     ts = _tenseal()
     path = Path(path)
     if not path.is_file():
-        raise PsfError(f"{path}: no HE context; make one with: psf fed job ... (it writes {SECRET_NAME} and {PUBLIC_NAME})")
+        raise PsfError(f"{path}: no HE context; make the consortium keys with: psf fed keys DIR (it writes {SECRET_NAME} and {PUBLIC_NAME})")
     ctx = ts.context_from(path.read_bytes())
     if ctx.is_private() != need_secret:
         role = "a hospital needs the secret context" if need_secret else "the hub must get the public context only"

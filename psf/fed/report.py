@@ -30,7 +30,7 @@ def summary_lines(report: dict) -> list[str]:
     lines = []
     for name, entry in report["centers"].items():
         if "metrics" not in entry:
-            lines.append(f"{name}: dropped ({entry.get('dropped')})")
+            lines.append(f"{name}: dropped at {where_dropped(entry.get('dropped'))}")
             continue
         test = entry["metrics"]["test"]
         line = f"{name}: federated dice " + " ".join(f"{k}={v:.4f}" for k, v in test["dice"].items() if k != "other")
@@ -42,3 +42,12 @@ def summary_lines(report: dict) -> list[str]:
         received = sum(t["received_bytes"] for t in entry.get("traffic", []))
         lines.append(line + f" | sent {sent / 1e6:.1f} MB, received {received / 1e6:.1f} MB")
     return lines
+
+
+def where_dropped(drop) -> str:
+    """'psf_ae_round round 2 (no answer within --task-timeout 30 s)' from a hub.json drop entry."""
+    if not isinstance(drop, dict):
+        return str(drop)
+    where = f"{drop.get('task')}" + (f" round {drop['round']}" if drop.get("round") else "")
+    attempt = f", attempt {drop['attempt']}" if "attempt" in drop else ""
+    return f"{where} ({drop.get('why')}{attempt})"

@@ -56,8 +56,10 @@ def prepare(run: FedRun) -> Path:
     if run.resume:
         if not (out / "sites").is_dir():
             raise UsageError(f"--resume: {out} holds no earlier run (no sites/ folder)")
-        for stale in (out / "nvflare", out / "report.json"):  # NVFlare's own workspace starts fresh; hub/state stays
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        check_resumable(out / "hub" / "state", run.plan)
+        shutil.rmtree(out / "nvflare", ignore_errors=True)  # NVFlare's own workspace starts fresh; hub/state stays
+        if (out / "report.json").is_file():  # the stopped attempt's report stays beside the new one
+            os.replace(out / "report.json", out / "report.previous.json")
         return out / "sites"
     if run.plan.get("aggregator", "he") == "he":
         secret, public = he.new_contexts(out / "consortium")
@@ -70,6 +72,21 @@ def prepare(run: FedRun) -> Path:
         SiteConfig(name, Path(data).resolve(), out / name, secret, run.key.resolve() if run.key else None,
                    aggregation_key=None if run.plan.get("aggregator", "he") == "he" else secret).write(out / "sites")
     return out / "sites"
+
+
+def check_resumable(state: Path, plan: dict) -> None:
+    """--resume with options the hub's saved rounds were not made with fails here, in one line, instead of
+    inside the hub's job (the saved sums are of one model's weights, under one aggregator)."""
+    meta_file = state / "state.json"
+    if not meta_file.is_file():
+        return
+    meta = json.loads(meta_file.read_text())
+    for name, flag in (("model", "the model size flags (--width, --image-size) or the data's labels/channels"),
+                       ("aggregator", "--aggregator")):
+        if name in meta and meta[name] != json.loads(json.dumps(plan.get(name))):
+            raise UsageError(f"--resume: {state} was made with other {flag}; give the options of the stopped run")
+    if int(meta.get("rounds_done", 0)) > int(plan["rounds"]):
+        raise UsageError(f"--resume --rounds {plan['rounds']}: the hub already finished {meta['rounds_done']} rounds")
 
 
 def allow_psf(resources_dir: Path) -> None:
@@ -123,10 +140,11 @@ def run_sim(run: FedRun) -> dict:
     os.environ[SITES_ENV] = str(sites)
     with _stdout_to_stderr():
         status = job.simulator_run(str(workspace), clients=list(run.centers), threads=len(run.centers))
-    if status not in (None, 0):
+    hub_json = sorted(workspace.rglob("hub.json"))
+    if status not in (None, 0) and not hub_json:
         raise PsfError(f"NVFlare simulator failed (status {status}); logs: {workspace}/server/log.txt and {workspace}/<site>/log.txt")
     hub_dir = _hub_run_dir(workspace)
-    return collect(run, hub_dir, "sim", time.perf_counter() - started)
+    return _finished(collect(run, hub_dir, "sim", time.perf_counter() - started), run)
 
 
 def _hub_run_dir(workspace: Path) -> Path:
@@ -136,17 +154,22 @@ def _hub_run_dir(workspace: Path) -> Path:
     return found[-1].parent
 
 
-def collect(run: FedRun, hub_dir: Path, mode: str, seconds: float) -> dict:
-    """report.json: per hospital its own result (Dice, traffic) and the hub's view (rounds, drops)."""
+def collect(run: FedRun, hub_dir: Path, mode: str, seconds: float, job: dict | None = None) -> dict:
+    """report.json: per hospital its own result (Dice, traffic) and the hub's view (rounds, drops, status)."""
     from psf.io.atomic import write_text_atomic
 
     hub = json.loads((hub_dir / "hub.json").read_text())
     centers = {}
     for name in run.centers:
         result = run.out / name / "result.json"
-        centers[name] = json.loads(result.read_text()) if result.is_file() else {"dropped": hub["dropped"].get(name, "no result")}
+        if result.is_file() and hub.get("status", "finished") == "finished":
+            centers[name] = json.loads(result.read_text())
+        else:
+            centers[name] = {"dropped": hub["dropped"].get(name, "no result")}
     report = {"mode": mode, "nvflare": nvflare_version(), "seconds": round(seconds, 1), "plan": run.plan,
               "min_clients": run.min_clients, "hub": hub, "hub_run_dir": str(hub_dir), "centers": centers}
+    if job:
+        report["job"] = job
     write_text_atomic(run.out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
@@ -169,7 +192,7 @@ def run_poc(run: FedRun, timeout: float = 1800.0) -> dict:
     started = time.perf_counter()
     with _stdout_to_stderr():
         try:
-            job_id = env.deploy(job)
+            job_id = _deploy_when_all_connected(env, job, list(run.centers))
             result = env.get_job_result(job_id, timeout=timeout)
             status = env.get_job_status(job_id)
         finally:
@@ -178,9 +201,57 @@ def run_poc(run: FedRun, timeout: float = 1800.0) -> dict:
     if result is None:
         raise PsfError(f"PoC job {job_id} did not finish within {timeout:.0f} s (status {status}); logs under {workspace}")
     hub_dir = _hub_run_dir(workspace)
-    report = collect(run, hub_dir, "poc", seconds)
-    report["job"] = {"id": job_id, "status": status}
-    return report
+    return _finished(collect(run, hub_dir, "poc", seconds, job={"id": job_id, "status": status}), run)
+
+
+def _deploy_when_all_connected(env, job, sites: list[str], wait: float = 300.0) -> str:
+    """PocEnv.deploy (provision, start the processes, submit), but the job is submitted only once every
+    hospital has connected: NVFlare starts a job as soon as min_clients sites are connected, and a hospital
+    still starting would then be left out of the whole run."""
+    from nvflare.fuel.flare_api.flare_api import new_secure_session
+    from nvflare.tool.poc.poc_commands import _start_poc, prepare_poc_provision
+
+    if env._check_poc_running():
+        env.stop(clean_up=True)
+    prepare_poc_provision(clients=sites, number_of_clients=len(sites), workspace=env.poc_workspace, docker_image=None,
+                          use_he=False, project_conf_path="", examples_dir=None)
+    _start_poc(poc_workspace=env.poc_workspace, gpu_ids=[], excluded=[env.username], services_list=[])
+    deadline = time.monotonic() + wait
+    connected: set[str] = set()
+    while True:
+        try:
+            session = new_secure_session(env.username, env._get_admin_startup_kit_path(), timeout=10.0)
+            try:
+                while not set(sites) <= connected and time.monotonic() < deadline:
+                    connected = {c.name for c in session.get_system_info().client_info}
+                    if not set(sites) <= connected:
+                        time.sleep(1.0)
+            finally:
+                session.close()
+            break
+        except Exception:  # the hub's admin port is not up yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+    if not set(sites) <= connected:
+        raise PsfError(f"PoC: hospitals {sorted(set(sites) - connected)} did not connect within {wait:.0f} s; "
+                       f"logs under {env.poc_workspace}")
+    return env._get_session_manager().submit_job(job)
+
+
+def _finished(report: dict, run: FedRun) -> dict:
+    """The report of a run the hub finished; a stopped run (too few hospitals) raises with its reason, after
+    report.json is written, and says how to continue."""
+    hub = report["hub"]
+    if hub.get("status", "finished") == "finished":
+        return report
+    stopped = hub.get("stopped", {}).get("reason", "the hub did not finish (its log says why)")
+    from psf.fed.report import where_dropped
+
+    dropped = "; ".join(f"{s} at {where_dropped(d)}" for s, d in hub.get("dropped", {}).items()) or "none"
+    raise PsfError(f"the federation stopped: {stopped} (dropped: {dropped}); the hub finished "
+                   f"{len(hub.get('rounds', []))} round(s) of {run.plan['rounds']}; {run.out / 'report.json'} says more. "
+                   f"Start the missing hospitals and rerun the same command with --resume to continue")
 
 
 def parse_centers(specs: list[str]) -> dict[str, Path]:

@@ -60,6 +60,9 @@ def test_healthy_hospitals_finish_and_the_failed_one_is_named(fed_run):
     run, report, _ = fed_run
     assert set(report["hub"]["dropped"]) == {"h3"}
     assert report["centers"]["h3"] == {"dropped": report["hub"]["dropped"]["h3"]}
+    drop = report["hub"]["dropped"]["h3"]  # who, where, why
+    assert (drop["task"], drop["round"], drop["attempt"]) == ("psf_ae_round", 1, 1) and "failed" in drop["why"], drop
+    assert report["hub"]["status"] == "finished"
     assert [r["sites"] for r in report["hub"]["rounds"]] == [["h1", "h2"], ["h1", "h2"]]
     for name in ("h1", "h2"):
         entry = report["centers"][name]
@@ -143,3 +146,41 @@ def test_usage_errors_are_one_line(tmp_path, mni_data):
 
     with pytest.raises(UsageError, match="--min-clients 3"):
         FedRun(out=tmp_path / "r", centers={"a": mni_data, "b": mni_data}, plan={}, min_clients=3).check()
+
+
+@pytest.mark.faults
+def test_resume_continues_after_the_hubs_last_finished_round(fed_run, tmp_path):
+    """--resume: a new run folder takes over the fixture's consortium keys and the hub's saved state (2
+    rounds finished), as a run stopped after round 2 would leave them; with --rounds 3 the hub resumes after
+    round 2, runs round 3 only from its saved encrypted sum, and keeps the first attempt's drop in its report.
+    (Killing hospitals' processes mid-round for real is `make federation-faults`, PoC mode, ~5 min.)"""
+    from psf.fed import he
+    from psf.fed.run import FedRun, run_sim
+    from psf.fed.site import SiteConfig
+
+    run, report, sites = fed_run
+    out = tmp_path / "run"
+    for folder in ("hub", "consortium"):
+        shutil.copytree(run.out / folder, out / folder)
+    healthy = {name: sites[name] for name in ("h1", "h2")}
+    for name, data in healthy.items():
+        SiteConfig(name, data.resolve(), out / name, out / "consortium" / he.SECRET_NAME).write(out / "sites")
+    resumed = run_sim(FedRun(out=out, centers=healthy, plan={**report["plan"], "rounds": 3}, min_clients=2,
+                             task_timeout=120, resume=True))
+    hub = resumed["hub"]
+    assert (hub["status"], hub["resumed_after_round"], hub["attempt"]) == ("finished", 2, 2)
+    assert [(r["round"], r["attempt"], r["sites"]) for r in hub["rounds"]] == [(1, 1, ["h1", "h2"]), (2, 1, ["h1", "h2"]),
+                                                                               (3, 2, ["h1", "h2"])]
+    assert hub["dropped"]["h3"]["attempt"] == 1
+    for name in healthy:
+        entry = resumed["centers"][name]
+        assert [t["task"] for t in entry["traffic"]] == ["psf_ae_round", "psf_encode", "psf_finish"]
+        assert entry["traffic"][0]["received_bytes"] > 0  # round 3 starts from the hub's saved sum, not from scratch
+        assert 0.0 < entry["metrics"]["test"]["mean_dice"] <= 1.0
+    assert not list(out.rglob("*.partial*")), "half-written files left behind"
+    from psf.errors import UsageError
+
+    with pytest.raises(UsageError, match="--resume"):  # other model sizes than the saved rounds': refused up front
+        run_sim(FedRun(out=out, centers=healthy, plan={**report["plan"], "rounds": 3,
+                                                       "model": {**report["plan"]["model"], "client_width": 16}},
+                       min_clients=2, resume=True))

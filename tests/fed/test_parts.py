@@ -97,3 +97,40 @@ def test_an_unknown_aggregator_is_refused():
 
     with pytest.raises(UsageError, match="--aggregator 'plain'"):
         make_plan(TrainOptions(data=Path("."), out=Path("m.pt")), 2, aggregator="plain")
+
+
+def _fed(*args: str):
+    from typer.testing import CliRunner
+
+    from psf.cli.fed import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_the_production_job_carries_the_data_layout_and_the_dp_plan(tmp_path):
+    """`psf fed job` for a data set that is not the demo's: its labels and channels, and with --membership-defense
+    dp a mapping net the hub can train with DP-SGD (GroupNorm: Opacus refuses BatchNorm)."""
+    import json
+
+    pytest.importorskip("nvflare", reason="needs the federated extra")
+    result = _fed("job", str(tmp_path / "job"), "--he-public", "/hub/he-public.tenseal", "--labels", "background,tumour,edema",
+                  "--channels", "2", "--membership-defense", "dp", "--epsilon", "8", "--state-dir", "/hub/state", "--steps", "10")
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "job" / "psf_federation" / "app" / "config" / "config_fed_server.json").read_text())
+    args = config["workflows"][0]["args"]
+    plan = args["plan"]
+    assert plan["labels"] == ["background", "tumour", "edema"] and args["state_dir"] == "/hub/state"
+    assert (plan["model"]["in_channels"], plan["model"]["num_classes"], plan["model"]["map_norm"]) == (2, 3, "group")
+    assert (plan["membership_defense"], plan["epsilon"]) == ("dp", 8.0)
+    pytest.importorskip("opacus", reason="needs the dp extra")
+    from psf.models import build_networks
+    from psf.models.config import ModelConfig
+    from psf.train.dp import check_dp_ready
+
+    check_dp_ready(build_networks(ModelConfig.from_dict(plan["model"])).mapping)
+    for bad, message in ((["--labels", "tumour"], "two or more"), (["--epsilon", "8"], "add --membership-defense dp"),
+                         (["--like", str(tmp_path), "--labels", "a,b"], "not both")):
+        result = _fed("job", str(tmp_path / "bad"), "--he-public", "/hub/he-public.tenseal", *bad)
+        assert result.exit_code == 1 and message in result.output, result.output
+    result = _fed("job", str(tmp_path / "bad"), "--he-public", "he-public.tenseal")
+    assert result.exit_code == 1 and "absolute path" in result.output
