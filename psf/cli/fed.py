@@ -41,7 +41,7 @@ def _plan(minutes, epochs, steps, views, seed, latent_augment, membership_defens
           aggregator="he", epsilon=None, delta=None, max_grad_norm=0.1, local_hub=True) -> dict:
     """The plan from the flags; `local_hub`: the hub runs here (sim, poc), so its extras are checked here."""
     from psf.fed.plan import make_plan
-    from psf.models.config import ModelConfig
+    from psf.models.config import ModelConfig, default_patch
     from psf.train.distill import DEFENSES
     from psf.train.latent_augment import LatentAugment
     from psf.train.run import TrainOptions, parse_steps
@@ -64,7 +64,8 @@ def _plan(minutes, epochs, steps, views, seed, latent_augment, membership_defens
         map_norm = "group"  # Opacus refuses BatchNorm (as psf-train --membership-defense dp)
     elif epsilon is not None or delta is not None:
         raise UsageError("--epsilon and --delta set the DP target: add --membership-defense dp")
-    model = ModelConfig(image_size=image_size, client_width=width, map_width=width, map_norm=map_norm)
+    model = ModelConfig(image_size=image_size, patch=default_patch(image_size), client_width=width, map_width=width,
+                        map_norm=map_norm)
     model.check()
     opts = TrainOptions(data=Path("."), out=Path("model.pt"), model=model, minutes=minutes, epochs=epochs,
                         stage_steps=parse_steps(steps), views=views, latent_augment=latent_augment,

@@ -22,7 +22,7 @@ def infer(
     backend: Annotated[Optional[str], typer.Option(help=f"One of: {', '.join(BACKENDS)} (default: from the engine's suffix).")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8: which of the bundle's ONNX graphs or engines to run (default: the --engine file's, else fp32 on ONNX Runtime and fp16 on TensorRT).")] = None,
     mode: Annotated[Optional[str], typer.Option(help="local: one fused graph. staged: encoder, map, decoder with latents rounded to the wire dtype. split: map on --server (implied by --server).")] = None,
-    server: Annotated[Optional[str], typer.Option(help="Map on this psf-serve/Triton server: grpc://HOST:PORT, grpcs://HOST:PORT or http://HOST:PORT. Only encoded latents are sent.")] = None,
+    server: Annotated[Optional[str], typer.Option(help="Map on this psf-serve/Triton server: grpc://HOST:PORT, grpcs://HOST:PORT, or http://HOST:PORT (psf-serve answers inference over HTTP only with --http-infer). Only encoded latents are sent.")] = None,
     wire: Annotated[str, typer.Option(help="Latent dtype on the wire with --server: fp16 (57 KB/slice both ways) or fp32.")] = "fp16",
     ca: Annotated[Optional[Path], typer.Option(help="PEM CA certificate to verify the server (turns TLS on).")] = None,
     cert: Annotated[Optional[Path], typer.Option(help="PEM client certificate, for servers that require mutual TLS.")] = None,

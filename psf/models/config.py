@@ -7,6 +7,15 @@ from dataclasses import asdict, dataclass, fields
 NORMS = ("batch", "group")  # the mapping net's normalization layers (psf.models.blocks.norm_layer)
 
 
+def default_patch(image_size: int) -> int:
+    """The commands' default patch for a model size: 4 from 128 px up, 2 below.
+
+    A latent grid under 32 cells a side is too coarse for thin structures: on the 64-px factory tasks patch 4
+    (16 x 16) held the mask autoencoder's ceiling at 0.80-0.98, patch 2 (32 x 32) at 0.99+, and psf's Dice rose
+    on all three (benchmarks/results/2026-11-30-byod-baseline-patch2)."""
+    return 4 if image_size >= 128 else 2
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes of the five networks.

@@ -64,10 +64,17 @@ def test_cli_refuses_a_model_whose_mask_autoencoder_ceiling_is_low(tmp_path):
     data = tiny_dataset(tmp_path / "data")
     out = tmp_path / "m.pt"
     result = run_cli("train", str(data), "-o", str(out), "--steps", "2", "--views", "1", "--image-size", "32",
-                     "--client-width", "4", "--map-width", "4", "--device", "cpu")
+                     "--patch", "4", "--client-width", "4", "--map-width", "4", "--device", "cpu")
     assert result.returncode == 3, result.stderr
     assert "--steps mask_ae=4" in result.stderr and "below 0.90" in result.stderr
+    assert "--patch 2" in result.stderr  # a finer latent grid is named first
     report = json.loads(out.with_suffix(".json").read_text())  # written, and marked
     assert report["training"]["ceiling_below_minimum"]["minimum"] == 0.9
     bad = run_cli("train", str(data), "-o", str(out), "--steps", "mask=3")
     assert bad.returncode == 1 and "unknown stage 'mask'" in bad.stderr
+
+
+def test_the_default_patch_keeps_the_latent_grid_at_32_cells_or_more_up_to_patch_4():
+    from psf.models.config import default_patch
+
+    assert [default_patch(s) for s in (32, 64, 96, 128, 256, 512)] == [2, 2, 2, 4, 4, 4]
