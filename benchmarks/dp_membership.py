@@ -3,10 +3,12 @@
 The client networks of a trained model stay fixed and its training views are encoded once (as in
 membership_defense.py). Each row trains a fresh mapping net for the same number of epochs over the training
 slices, with the same seed: "none" (psf-train's undefended server stage, BatchNorm), "none-group" (the same
-with GroupNorm, what DP needs), "dp:E[:B]" (psf.train.dp with target epsilon E, B expected slices per step,
-GroupNorm; "dp:inf" is the same sampling without clipping or noise). Every row is scored on the test split (Dice) and attacked as psf-audit
-does (membership_game: loss threshold and out-of-fold reference nets, trained once and shared; each held-out
-slice against the training slices within 10 mm; "two-sided" is the audit's headline). Then the CPU latency
+with GroupNorm, what DP needs), "dp:E[:B[:C]]" (psf.train.dp with target epsilon E, B expected slices per step,
+clip norm C, GroupNorm; "dp:inf" is the same sampling without clipping or noise), "distill:K" (psf-train's
+distillation defense, K teachers, each trained the row's epochs); any row may end in "@EPOCHS" (its own
+epoch budget). Every row is scored on the test split (Dice) and attacked as psf-audit does (membership_game:
+loss threshold and out-of-fold reference nets, trained once and shared; each held-out slice against the
+training slices within 10 mm; "two-sided" is the audit's headline). Then the CPU latency
 of the mapping net's ONNX graph (ONNX Runtime, batch 1) with BatchNorm against GroupNorm.
 
     python benchmarks/dp_membership.py MODEL.pt DATA/ [--epochs 20] [--rows "none;dp:8"] [--out benchmarks/results/DATE-dp]
@@ -55,6 +57,8 @@ def main() -> None:
     parser.add_argument("--group-batch", type=int, default=16, help="expected slices per DP step")
     parser.add_argument("--max-grad-norm", type=float, default=0.1, help="psf-train's default (the 2026-11-30 parts a and b ran 1.0)")
     parser.add_argument("--delta", type=float, default=None, help="default: 1 / training slices")
+    parser.add_argument("--views-per-group", type=int, default=None,
+                        help="DP rows: views of a sampled slice used in its step (default all 12; fewer: cheaper steps, same privacy)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -102,19 +106,27 @@ def _row(row: str, args, fixed, reference: dict, shared: dict) -> dict:
     nets, splits, pairs, encoded = fixed.nets, fixed.splits, fixed.pairs, fixed.encoded
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    opts = StageOptions(Budget(epochs=args.epochs), batch_size=32, lr=args.lr, crop=nets.config.grid // 2, quiet=True)
+    name = row
+    row, _, epochs = row.partition("@")
+    opts = StageOptions(Budget(epochs=int(epochs) if epochs else args.epochs), batch_size=32, lr=args.lr,
+                        crop=nets.config.grid // 2, quiet=True)
     started = time.perf_counter()
     if row in ("none", "none-group"):
         nets.mapping = MappingNet(replace(nets.config, map_norm="batch" if row == "none" else "group"))
         log = train_mapping(nets.mapping, pairs, opts, gen, LatentAugment())
-    elif row.startswith("dp:"):  # dp:EPSILON[:GROUP_BATCH]
+    elif row.startswith("dp:"):  # dp:EPSILON[:GROUP_BATCH[:CLIP]]
         nets.mapping = MappingNet(replace(nets.config, map_norm="group"))
-        epsilon, _, batch = row[3:].partition(":")
-        dp = DpOptions(epsilon=float(epsilon), delta=args.delta, max_grad_norm=args.max_grad_norm,
-                       group_batch=int(batch) if batch else args.group_batch)
+        epsilon, batch, clip = (row[3:].split(":") + [None, None])[:3]
+        dp = DpOptions(epsilon=float(epsilon), delta=args.delta, max_grad_norm=float(clip) if clip else args.max_grad_norm,
+                       group_batch=int(batch) if batch else args.group_batch, views_per_group=args.views_per_group)
         log = train_mapping_dp(nets.mapping, pairs, opts, gen, LatentAugment(), dp)
+    elif row.startswith("distill:"):  # psf-train's defense (BatchNorm net), each teacher and the student the row's epochs
+        from psf.train.distill import train_mapping_distilled
+
+        nets.mapping, log = train_mapping_distilled(nets.config, pairs, opts, gen, LatentAugment(), folds=int(row[8:]))
+        log = {**log, "epochs": log["student"]["epochs"]}
     else:
-        raise SystemExit(f"unknown row {row!r}: none, none-group or dp:EPSILON")
+        raise SystemExit(f"unknown row {row!r}: none, none-group, dp:EPSILON[:B[:C]] or distill:K, each optionally @EPOCHS")
     seconds = round(time.perf_counter() - started, 1)
     nets.eval()
     test = evaluate(nets, splits["test"], fixed.labels)
@@ -122,11 +134,14 @@ def _row(row: str, args, fixed, reference: dict, shared: dict) -> dict:
     attacks = membership_game(loss, reference, {s: splits[s].positions for s in splits}, shared=shared,
                               volumes={s: e.volumes for s, e in encoded.items()})
     auc = attacks["reference_model"]
-    return {"row": row, "epsilon": log.get("epsilon"), "delta": log.get("delta"), "unit": log.get("unit", "-"),
+    return {"row": name, "epsilon": log.get("epsilon"), "delta": log.get("delta"), "unit": log.get("unit", "-"),
             "noise_multiplier": log.get("noise_multiplier"), "clipped_share": log.get("clipped_share"),
             "dice_gm": test["dice"]["grey_matter"], "dice_wm": test["dice"]["white_matter"], "mean_dice": test["mean_dice"],
             "loss_threshold_auc": attacks["loss_threshold"]["auc"], "reference_model_auc": auc["auc"],
-            "reference_model_auc_ci95": auc.get("auc_ci95"),
+            "reference_model_auc_ci95": auc.get("auc_ci95"), "loss_threshold_auc_ci95": attacks["loss_threshold"].get("auc_ci95"),
+            "max_grad_norm": log.get("max_grad_norm"), "group_batch": log.get("expected_groups_per_step"),
+            "views_per_group": log.get("views_per_group"), "lr": args.lr,
+            "group_grad_norm_quantiles": log.get("group_grad_norm_quantiles"),
             "two_sided": headline_auc(attacks, ("loss_threshold", "reference_model")),
             "blind_baseline_auc": attacks["blind_baseline"]["auc"], "steps": log["steps"], "epochs": log["epochs"],
             "seconds": seconds, "train_loss": log.get("loss"),

@@ -30,7 +30,7 @@ def audit(
 def _audit(model, data, out, baseline, minutes, seed, threads, key, quiet) -> None:
     from psf.errors import UsageError
     from psf.privacy.audit import AuditOptions, run_audit
-    from psf.privacy.report import write_reports
+    from psf.privacy.report import dp_text, write_reports
 
     if minutes <= 0:
         raise UsageError(f"--minutes must be > 0, got {minutes}")
@@ -41,6 +41,6 @@ def _audit(model, data, out, baseline, minutes, seed, threads, key, quiet) -> No
     inverted = ", ".join("k={} {:.3f}".format(r["k"], r["ssim"]) for r in report["inversion"])
     print(f"audit: prior SSIM {report['prior_ssim']:.3f} | inversion SSIM "
           f"{inverted} | leaked decoder "
-          f"{report['leaked_decoder_ssim']:.3f} | membership AUC {report['membership_auc']:.3f} | "
+          f"{report['leaked_decoder_ssim']:.3f} | membership AUC {report['membership_auc']:.3f} ({dp_text(report['dp'])}) | "
           f"Dice privacy {report['dice_privacy']} U-Net {report['dice_unet']} | {report['seconds']:.0f} s | {paths['json']}")
 

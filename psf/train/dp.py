@@ -120,7 +120,7 @@ def train_mapping_dp(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageO
                              lambda: _step_seconds(model, pairs, members, rate, opts, gen, augment, dp))
     sigma = _noise_multiplier(dp.epsilon, delta, rate, planned, dp.accountant)
     accountant = create_accountant(dp.accountant)
-    start, steps, ema, clipped, seen = time.perf_counter(), 0, None, 0, 0
+    start, steps, ema, clipped, seen, all_norms = time.perf_counter(), 0, None, 0, 0, []
     with progress_bar(opts.quiet) as bar:
         task = bar.add_task(name, total=planned, unit="steps")
         while steps < planned:
@@ -130,6 +130,7 @@ def train_mapping_dp(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageO
                 accountant.step(noise_multiplier=sigma, sample_rate=rate)
             steps += 1
             clipped += int((norms > dp.max_grad_norm).sum())
+            all_norms.append(norms)
             seen += len(norms)
             if loss is not None:
                 ema = loss if ema is None else 0.95 * ema + 0.05 * loss
@@ -144,6 +145,9 @@ def train_mapping_dp(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageO
            "views_per_group": dp.views_per_group, "accountant": dp.accountant, "planned_steps": planned, "steps": steps,
            "epochs": round(steps * rate, 2), "time_bound": steps < planned, "clipped_share": round(clipped / max(seen, 1), 3),
            "seconds": round(time.perf_counter() - start, 1), "loss": None if ema is None else round(float(ema), 5)}
+    if not math.isfinite(dp.epsilon) and seen:  # the control run (no guarantee to protect): where to put the clip
+        log["group_grad_norm_quantiles"] = {f"q{q}": _round(torch.quantile(torch.cat(all_norms), q / 100))
+                                            for q in (10, 25, 50, 75, 90)}
     if not opts.quiet:
         stderr.print(f"server: DP-SGD over {units} {log['unit']} units, {steps} steps, noise multiplier {log['noise_multiplier']}, "
                      f"clip {dp.max_grad_norm}: epsilon {spent} at delta {delta:.3g}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -25,7 +26,31 @@ def test_audit_writes_json_markdown_and_figure(tiny_model, mni_data, tmp_path):
                                       "leaked_decoder_ssim_after_intensity_fit_within_prior_plus_0.05"}
     assert "after_intensity_fit_k10" in report["leaked_decoder"]
     assert (out / "audit.png").stat().st_size > 10_000 and "## Membership inference" in (out / "audit.md").read_text()
-    assert "membership AUC" in result.stdout
+    summary = result.stdout.strip().splitlines()[-1]  # the final line states the mapping net's DP guarantee, here none
+    assert summary.startswith("audit:") and "membership AUC" in summary and "(no DP guarantee)" in summary
+    assert report["dp"] is None
+
+
+def test_audit_prints_the_spent_epsilon_next_to_the_membership_auc(mni_data, tmp_path):
+    """A DP-trained mapping net (one epoch of tiny nets, epsilon 8): the final stdout line carries the epsilon
+    the accountant spent, as audit.json and the checkpoint record it."""
+    pytest.importorskip("opacus", reason="DP training needs the 'dp' extra (opacus)")
+    from psf.models.config import ModelConfig
+    from psf.train.run import TrainOptions, run_training
+    from tests.conftest import TINY_SIZES
+
+    model = tmp_path / "dp.pt"
+    run_training(TrainOptions(data=mni_data, out=model, model=ModelConfig(**TINY_SIZES, map_norm="group"), minutes=None,
+                              stage_epochs={"image_ae": 1, "mask_ae": 1, "mapping": 1}, views=1, seed=0, quiet=True,
+                              membership_defense="dp", epsilon=8.0, min_ceiling=0))
+    out = tmp_path / "audit"
+    result = run_cli("audit", str(model), str(mni_data), "-o", str(out), "--minutes", "0.1", "-q", check=True)
+    dp = json.loads((out / "audit.json").read_text())["dp"]
+    assert dp["unit"] == "slice" and 0 < dp["epsilon"] <= 8
+    summary = result.stdout.strip().splitlines()[-1]
+    found = re.search(r"membership AUC [01]\.\d{3} \(DP epsilon ([0-9.]+) at delta ([0-9.e-]+) per slice\)", summary)
+    assert found, summary
+    assert float(found[1]) == pytest.approx(dp["epsilon"], rel=1e-4) and float(found[2]) == pytest.approx(dp["delta"], rel=0.05)
 
 
 def test_audit_refuses_a_missing_baseline(tiny_model, mni_data, tmp_path):

@@ -67,6 +67,8 @@ def test_dp_training_spends_no_more_than_its_target_and_logs_it():
                                DpOptions(epsilon=math.inf, group_batch=15))
     assert stepped["unit"] == "pair" and stepped["units"] == 60 and stepped["planned_steps"] == 16  # without slice numbers
     assert stepped["epsilon"] is None  # epsilon inf: the control run, no noise and no guarantee
+    norms = stepped["group_grad_norm_quantiles"]  # where to put the clip; only the control, which promises nothing, logs it
+    assert 0 < norms["q10"] <= norms["q50"] <= norms["q90"] and "group_grad_norm_quantiles" not in log
 
 
 def test_a_clipped_noisy_net_learns_less_than_a_free_one():
