@@ -140,7 +140,8 @@ def run_audit(opts: AuditOptions) -> dict:
     probes = []
     for k in KS:
         idx = order if k == "all" else order[:k]
-        linear = probe.apply_probe(probe.fit_probe(train.z_image[idx], train.images[idx], cfg.patch), test.z_image, cfg.patch, 1)
+        linear = probe.apply_probe(probe.fit_probe(train.z_image[idx], train.images[idx], cfg.patch), test.z_image, cfg.patch,
+                                     cfg.in_channels)
         probes.append({"k": len(idx) if k == "all" else k, **summary(linear, test.images.numpy(), test.valid)})
         if k == 10:
             recon["linear probe k=10"] = linear
@@ -214,9 +215,11 @@ def _leaked_decoder(cfg, nets, key, train: Encoded, val: Encoded, test: Encoded,
             out = torch.cat([decode(test.z_image[i : i + 32]) for i in range(0, len(test.images), 32)]).numpy()
             leaked_train = decode(train.z_image[:10]).numpy()
             result = summary(out, test.images.numpy(), test.valid)
-            valid = train.valid[:10][:, None]
-            a, b = np.polyfit(leaked_train[valid], train.images[:10].numpy()[valid], 1)
-            result["after_intensity_fit_k10"] = summary(a * out + b, test.images.numpy(), test.valid)
+            valid, fitted = train.valid[:10], np.empty_like(out)
+            for c in range(out.shape[1]):  # one intensity map a*x + b per channel (MR sequences differ)
+                a, b = np.polyfit(leaked_train[:, c][valid], train.images[:10, c].numpy()[valid], 1)
+                fitted[:, c] = a * out[:, c] + b
+            result["after_intensity_fit_k10"] = summary(fitted, test.images.numpy(), test.valid)
             results[name] = result
             recon[f"leaked: {name}"] = out
     report = {**headline(results, without_key), "attacks": results,

@@ -19,8 +19,8 @@ from psf.train.stages import dice_ce_loss
 
 def train_inverter(config: ModelConfig, latents: torch.Tensor, targets: torch.Tensor, seconds: float, kind: str,
                    gen: torch.Generator, quiet: bool = True, label: str = "") -> GridDecoder:
-    """kind "image": targets (n, 1, S, S) in [0, 1], L1 + MSE; kind "mask": targets (n, S, S) classes, Dice + CE."""
-    c_out = 1 if kind == "image" else config.num_classes
+    """kind "image": targets (n, C, S, S) in [0, 1], L1 + MSE; kind "mask": targets (n, S, S) classes, Dice + CE."""
+    c_out = config.in_channels if kind == "image" else config.num_classes
     net = GridDecoder(latents.shape[1], c_out, config.client_width, config.client_depth, config.patch)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     batch = max(1, min(16, len(latents)))
@@ -44,7 +44,7 @@ def train_inverter(config: ModelConfig, latents: torch.Tensor, targets: torch.Te
 
 @torch.no_grad()
 def apply(net: torch.nn.Module, latents: torch.Tensor, kind: str, batch_size: int = 32) -> np.ndarray:
-    """Images (n, 1, S, S) or class maps (n, S, S) from latents."""
+    """Images (n, C, S, S) or class maps (n, S, S) from latents."""
     out = [net(latents[i : i + batch_size]) for i in range(0, len(latents), batch_size)]
     out = torch.cat(out)
     return out.numpy() if kind == "image" else out.argmax(1).numpy().astype(np.uint8)

@@ -20,20 +20,27 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 
 def ssim_psnr(recon: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-slice SSIM and PSNR (dB). recon, truth: (n, 1, S, S) in [0, 1] (recon is clipped); valid: (n, S, S)."""
+    """Per-slice SSIM and PSNR (dB), averaged over channels. recon, truth: (n, C, S, S) in [0, 1] (recon is
+    clipped); valid: (n, S, S)."""
     x = torch.from_numpy(np.clip(recon, 0, 1).astype(np.float32))
     y = torch.from_numpy(truth.astype(np.float32))
-    w = _gaussian_window()
+    channels = x.shape[1]
+    w = _gaussian_window().expand(channels, 1, -1, -1).contiguous()
     pad = w.shape[-1] // 2
-    mu_x, mu_y = F.conv2d(x, w, padding=pad), F.conv2d(y, w, padding=pad)
-    var_x = F.conv2d(x * x, w, padding=pad) - mu_x**2
-    var_y = F.conv2d(y * y, w, padding=pad) - mu_y**2
-    cov = F.conv2d(x * y, w, padding=pad) - mu_x * mu_y
+
+    def blur(t: torch.Tensor) -> torch.Tensor:  # each channel on its own
+        return F.conv2d(t, w, padding=pad, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     m = torch.from_numpy(valid.astype(np.float32))[:, None]
-    ssim = (ssim_map * m).sum((1, 2, 3)) / m.sum((1, 2, 3)).clamp(min=1)
-    mse = (((x - y) ** 2) * m).sum((1, 2, 3)) / m.sum((1, 2, 3)).clamp(min=1)
+    pixels = (m.sum((1, 2, 3)) * channels).clamp(min=1)
+    ssim = (ssim_map * m).sum((1, 2, 3)) / pixels
+    mse = (((x - y) ** 2) * m).sum((1, 2, 3)) / pixels
     psnr = 10 * torch.log10(1.0 / mse.clamp(min=1e-10))
     return ssim.numpy(), psnr.numpy()
 

@@ -102,18 +102,38 @@ def _build(entry: Path, data: Path, split: str, size: int, normalization, axis: 
         np.save(staging / "volumes.npy", np.concatenate(volumes))
         if known:
             np.save(staging / "positions.npy", np.concatenate(positions))
-        (staging / "meta.json").write_text(json.dumps({"version": VERSION, "split": split, "source": str(data),
-                                                       "cases": cases}) + "\n")
+        recipe = _recipe(split, size, normalization, axis)
+        (staging / "meta.json").write_text(json.dumps({"version": VERSION, "split": split, "source": str(data.resolve()),
+                                                       "recipe": recipe, "cases": cases}) + "\n")
         try:
             staging.rename(entry)
         except OSError:  # another process (a torchrun rank) finished the same entry first: keep theirs
             if not (entry / "meta.json").is_file():
                 raise
+        _drop_stale(entry, str(data.resolve()), recipe)
         if not quiet:
             stderr.print(f"cache: {split} split, {writers['images'].count} slices preprocessed into {entry}")
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _recipe(split: str, size: int, normalization, axis: int) -> str:
+    return hashlib.sha256(json.dumps([split, size, normalization, axis], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _drop_stale(entry: Path, source: str, recipe: str) -> None:
+    """Remove older entries of the same data set folder and recipe (its files changed since): one current entry per
+    data set and preprocessing, so re-running `psf data ...` and psf-train does not fill the disk."""
+    for other in entry.parent.iterdir():
+        if other == entry or other.name.startswith(".") or not (other / "meta.json").is_file():
+            continue
+        try:
+            meta = json.loads((other / "meta.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if meta.get("source") == source and meta.get("recipe") == recipe:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def _open(entry: Path) -> SliceSet:

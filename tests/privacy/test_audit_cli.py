@@ -53,6 +53,24 @@ def test_audit_prints_the_spent_epsilon_next_to_the_membership_auc(mni_data, tmp
     assert float(found[1]) == pytest.approx(dp["epsilon"], rel=1e-4) and float(found[2]) == pytest.approx(dp["delta"], rel=0.05)
 
 
+def test_audit_runs_on_a_two_channel_data_set(tmp_path):
+    """Several input channels (MR sequences): the inversion attacks reconstruct every channel and SSIM averages
+    them (it used to crash on the second channel)."""
+    from psf.models.config import ModelConfig
+    from psf.train.run import TrainOptions, run_training
+    from tests.train.tiny import tiny_dataset
+
+    data = tiny_dataset(tmp_path / "data", labels=4, channels=2, cases=3)
+    model = tmp_path / "m.pt"
+    run_training(TrainOptions(data=data, out=model, model=ModelConfig(image_size=32, patch=2, client_width=4, map_width=4),
+                              views=2, quiet=True, min_ceiling=0.0, stage_steps={"image_ae": 4, "mask_ae": 4, "mapping": 4}))
+    out = tmp_path / "audit"
+    run_cli("audit", str(model), str(data), "-o", str(out), "--minutes", "0.1", "-q", check=True)
+    report = json.loads((out / "audit.json").read_text())
+    assert all(-1 <= row["ssim"] <= 1 for row in report["inversion"])
+    assert report["leaked_decoder"]["attacks"]
+
+
 def test_audit_refuses_a_missing_baseline(tiny_model, mni_data, tmp_path):
     result = run_cli("audit", str(tiny_model), str(mni_data), "-o", str(tmp_path), "--baseline", str(tmp_path / "unet.pt"))
     assert result.returncode == 1 and "psf-train DATA/ --baseline unet" in result.stderr

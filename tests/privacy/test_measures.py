@@ -160,6 +160,9 @@ def test_ssim_is_one_for_identity_and_low_for_noise():
     assert np.allclose(ssim, 1.0, atol=1e-4) and (psnr > 90).all()
     ssim, psnr = ssim_psnr(rng.uniform(0, 1, image.shape), image, valid)
     assert (ssim < 0.1).all() and (psnr < 10).all()
+    two = np.concatenate([image, rng.uniform(0, 1, image.shape).astype(np.float32)], axis=1)  # 2 channels (MR sequences)
+    ssim, _ = ssim_psnr(np.concatenate([image, image], axis=1), two, valid)  # one channel right, one wrong: the mean
+    assert np.all((ssim > 0.45) & (ssim < 0.6))
 
 
 def test_linear_probe_inverts_a_linear_encoding_exactly_and_not_a_random_one():

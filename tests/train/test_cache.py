@@ -63,6 +63,8 @@ def test_cached_split_holds_what_load_split_reads_and_is_rebuilt_only_when_the_d
     changed = cached_split(data, "train", 32, NORM, info=info, quiet=True)
     assert changed.images.path.parent != entry
     assert not changed.labels[np.flatnonzero(changed.volumes == 1)].any()
+    entries = sorted(p.name for p in (data / ".psf-cache").iterdir())  # the stale entry of this recipe went
+    assert len(entries) == 2 and entry.name not in entries
 
 
 def test_a_failed_cache_build_leaves_nothing_behind(tmp_path):
