@@ -4,7 +4,8 @@ Writes psf-layout data sets of the same cases repeated (N slices in total: 70 % 
 test, 100 axial slices per case), trains each with the same small step budget in a fresh process and
 records that process' peak resident memory (getrusage of the child), its wall time and the size of the
 slice cache on disk. The cases are nested discs with noise: what is measured is the data path, not the
-model, so the content does not matter; their count does.
+model, so the content does not matter; their count does. The model is fixed at patch 4 (psf-train's default
+at this size is 2 since 2026-11-30) so the figures compare with the runs before the slice cache.
 
     python -m benchmarks.train_memory                     # 2,000 and 20,000 slices
     python -m benchmarks.train_memory --slices 2000 20000 --steps 30 --views 4 --threads 2
@@ -63,7 +64,7 @@ def write_dataset(root: Path, slices: int, seed: int = 0) -> Path:
 def measure(data: Path, out: Path, steps: int, views: int, threads: int) -> dict:
     """psf-train in a child process; its peak RSS from getrusage (the only child this process waits for)."""
     command = [sys.executable, "-m", "psf", "train", str(data), "-o", str(out), "--steps", str(steps),
-               "--views", str(views), "--image-size", str(SIZE), "--threads", str(threads), "--min-ceiling", "0",
+               "--views", str(views), "--image-size", str(SIZE), "--patch", "4", "--threads", str(threads), "--min-ceiling", "0",
                "--device", "cpu", "--quiet"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
