@@ -18,14 +18,8 @@ def geometric(images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator, m
               background: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Random left-right flip, rotation, scale and shift, applied identically to images and one-hot masks.
     Outside the field of view an image channel takes its `background` value (default 0; CT's air is below 0)."""
-    theta = affine_theta(torch.rand(images.shape[0], 5, generator=gen), max_rot_deg, max_scale, max_shift)
-    return warp(images, masks, theta, background)
-
-
-def affine_theta(u: torch.Tensor, max_rot_deg: float = 10.0, max_scale: float = 0.1,
-                 max_shift: float = 0.06) -> torch.Tensor:
-    """(n, 2, 3) affine matrices from (n, 5) uniform draws: rotation, scale, flip, shift (x, y)."""
-    n = u.shape[0]
+    n = images.shape[0]
+    u = torch.rand(n, 5, generator=gen)
     angle = (u[:, 0] * 2 - 1) * math.radians(max_rot_deg)
     scale = 1 + (u[:, 1] * 2 - 1) * max_scale
     flip = torch.where(u[:, 2] < 0.5, -1.0, 1.0)
@@ -36,26 +30,11 @@ def affine_theta(u: torch.Tensor, max_rot_deg: float = 10.0, max_scale: float = 
     theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
     theta[:, 1, 0], theta[:, 1, 1] = sin * flip, cos * flip
     theta[:, :, 2] = shift
-    return theta
-
-
-def warp(images: torch.Tensor | None, masks: torch.Tensor | None, theta: torch.Tensor,
-         background: list[float] | None = None, window: tuple[int, int, int] | None = None):
-    """Resample images (n, C, S, S) and one-hot masks (n, K, S, S) by `theta`; either may be None.
-
-    `window` = (top, left, size) computes only that square of the output: the same pixels as warping the
-    whole slice and cropping, at the cost of the crop."""
-    full = images if images is not None else masks
-    grid = F.affine_grid(theta, list(full.shape), align_corners=False)
-    if window is not None:
-        top, left, size = window
-        grid = grid[:, top : top + size, left : left + size]
-    if images is not None:
-        bg = torch.zeros(1, images.shape[1], 1, 1) if background is None else torch.tensor(background, dtype=images.dtype).reshape(1, -1, 1, 1)
-        images = F.grid_sample(images - bg, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + bg
-    if masks is not None:
-        masks = F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        masks[:, :1] += 1 - masks.sum(1, keepdim=True)  # outside the field of view is background
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    bg = torch.zeros(1, images.shape[1], 1, 1) if background is None else torch.tensor(background, dtype=images.dtype).reshape(1, -1, 1, 1)
+    images = F.grid_sample(images - bg, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + bg
+    masks = F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    masks[:, :1] += 1 - masks.sum(1, keepdim=True)  # outside the field of view is background
     return images, masks
 
 

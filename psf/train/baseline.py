@@ -44,9 +44,6 @@ def train_unet(data: Path, out: Path, minutes: float | None, epochs: int | None,
     splits = {s: cached_split(data, s, image_size, norm, info=info, root=cache, quiet=quiet) for s in ("train", "val", "test")}
     train = splits["train"]
     pad = [background_value(spec) for spec in channel_specs(norm, len(info.channels))]
-    scratch = scratch_folder(data, cache)  # the augmented views live on disk while the U-Net trains
-    made = Views(train.images, train.labels, len(labels), views, gen, background=pad, bounded=info.modality != "CT",
-                 folder=scratch.name, quiet=quiet)
     net = UNet(in_channels=len(info.channels), num_classes=len(labels), width=width).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     budget = Budget(seconds=None if minutes is None else minutes * 60 - (time.perf_counter() - started), epochs=epochs,
@@ -64,7 +61,9 @@ def train_unet(data: Path, out: Path, minutes: float | None, epochs: int | None,
         opt.step()
         return loss.item()
 
-    with scratch:
+    with scratch_folder(data, cache) as folder:  # the augmented views live on disk while the U-Net trains
+        made = Views(train.images, train.labels, len(labels), views, gen, background=pad,
+                     bounded=info.modality != "CT", folder=folder, quiet=quiet)
         log = run_loop("baseline: U-Net", step, len(made), 16, budget, gen, quiet)
     net.to("cpu").eval()
     metrics = {s: _evaluate(net, splits[s], labels) for s in ("val", "test")}

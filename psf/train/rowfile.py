@@ -100,10 +100,6 @@ class RowFile:
             view, offset = view[got:], offset + got
         return np.frombuffer(out, self.dtype).reshape(stop - start, *self.row_shape)
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        whole = self[:]
-        return whole if dtype is None else whole.astype(dtype)
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -114,9 +110,3 @@ class RowFile:
             self.close()
         except (OSError, AttributeError):
             pass
-
-    def __getstate__(self):  # DataLoader workers / torchrun children reopen the file
-        return {"path": self.path}
-
-    def __setstate__(self, state) -> None:
-        self.__init__(state["path"])

@@ -1,7 +1,7 @@
 """The client stages' training material: geometric views of every training slice, made once before training.
 
 View 0 of a slice is the slice itself; views 1..V-1 are random flips, rotations, scales and shifts
-(psf.train.augment.affine_theta), resampled once so the costly warping is not repeated every step. With a
+(psf.train.augment.geometric), resampled once so the costly warping is not repeated every step. With a
 folder they are written there as row files (psf.train.rowfile) and read a batch at a time: memory then does
 not grow with the data set (psf-train does this); without one they are held in memory.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from psf.progress import progress_bar
-from psf.train.augment import affine_theta, crop_window, one_hot, warp
+from psf.train.augment import crop_window, geometric, one_hot
 from psf.train.rowfile import RowWriter
 
 # Slices warped per call (the random draws are made in this order: the same seed gives the same views).
@@ -51,8 +51,7 @@ class Views:
             x = torch.from_numpy(np.ascontiguousarray(images[start : start + DRAW_BLOCK]))
             y = torch.from_numpy(np.ascontiguousarray(labels[start : start + DRAW_BLOCK]))
             if view > 0:
-                theta = affine_theta(torch.rand(len(x), 5, generator=gen))
-                x, soft = warp(x, one_hot(y, self.num_classes), theta, background)
+                x, soft = geometric(x, one_hot(y, self.num_classes), gen, background=background)
                 y = soft.argmax(1).to(y.dtype)
             made_images.append(x.numpy()), made_labels.append(y.numpy())
 
