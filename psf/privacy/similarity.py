@@ -1,8 +1,10 @@
 """PSNR and SSIM of reconstructions over the real (unpadded) pixels, and Dice of inverted masks.
 
-SSIM: Gaussian window (11, sigma 1.5), K1 0.01, K2 0.03, data range 1 (images are normalized to [0, 1]);
-the SSIM map is averaged over the valid pixels only, so the zero padding around a slice, which every
-method reproduces, does not inflate the score.
+SSIM: Gaussian window (11, sigma 1.5), K1 0.01, K2 0.03. Both images are first mapped by one affine per
+channel that takes [lo, hi] to [0, 1], with lo, hi the wider of [0, 1] and the true images' range over
+their valid pixels: scans normalized to [0, 1] (MR, 8-bit) are measured as they are, z-scored CT on its
+own range instead of being clipped to [0, 1]. The SSIM map is averaged over the valid pixels only, so the
+zero padding around a slice, which every method reproduces, does not inflate the score.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 
 def ssim_psnr(recon: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-slice SSIM and PSNR (dB), averaged over channels. recon, truth: (n, C, S, S) in [0, 1] (recon is
-    clipped); valid: (n, S, S)."""
-    x = torch.from_numpy(np.clip(recon, 0, 1).astype(np.float32))
-    y = torch.from_numpy(truth.astype(np.float32))
+    """Per-slice SSIM and PSNR (dB), averaged over channels. recon, truth: (n, C, S, S), put on the truth's
+    range (module docstring; recon is clipped to it); valid: (n, S, S)."""
+    lo, hi = _channel_range(truth, valid)
+    x = torch.from_numpy(np.clip((recon - lo) / (hi - lo), 0, 1).astype(np.float32))
+    y = torch.from_numpy(((truth - lo) / (hi - lo)).astype(np.float32))
     channels = x.shape[1]
     w = _gaussian_window().expand(channels, 1, -1, -1).contiguous()
     pad = w.shape[-1] // 2
@@ -43,6 +46,15 @@ def ssim_psnr(recon: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> tuple[
     mse = (((x - y) ** 2) * m).sum((1, 2, 3)) / pixels
     psnr = 10 * torch.log10(1.0 / mse.clamp(min=1e-10))
     return ssim.numpy(), psnr.numpy()
+
+
+def _channel_range(truth: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, the wider of [0, 1] and the valid pixels' [min, max], shaped (1, C, 1, 1) for broadcasting."""
+    channels = truth.shape[1]
+    pixels = np.moveaxis(truth, 1, 0)[:, valid] if valid.any() else np.zeros((channels, 1), truth.dtype)
+    lo = np.minimum(pixels.min(axis=1), 0.0).reshape(1, channels, 1, 1)
+    hi = np.maximum(pixels.max(axis=1), 1.0).reshape(1, channels, 1, 1)
+    return lo, hi
 
 
 def summary(recon: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> dict:

@@ -165,6 +165,20 @@ def test_ssim_is_one_for_identity_and_low_for_noise():
     assert np.all((ssim > 0.45) & (ssim < 0.6))
 
 
+def test_ssim_measures_z_scored_ct_on_its_own_range():
+    """CT is z-scored (values far outside [0, 1]): a close reconstruction must score near 1 and a blurred
+    one lower; clipping both to [0, 1] would compare mostly saturated pixels."""
+    rng = np.random.default_rng(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.from_numpy(rng.normal(size=(2, 1, 64, 64)).astype(np.float32)), 5, 1, 2)
+    image = (4 * smooth / smooth.std()).numpy()  # roughly -10 .. 10
+    valid = np.ones((2, 64, 64), bool)
+    close, _ = ssim_psnr(image + rng.normal(0, 0.05, image.shape).astype(np.float32), image, valid)
+    blurred, _ = ssim_psnr(torch.nn.functional.avg_pool2d(torch.from_numpy(image), 9, 1, 4).numpy(), image, valid)
+    assert (close > 0.95).all() and (blurred < close - 0.1).all()
+    in_unit = (image - image.min()) / (image.max() - image.min())  # the same image already in [0, 1]: unchanged scale
+    assert np.allclose(ssim_psnr(in_unit, in_unit, valid)[0], 1.0, atol=1e-4)
+
+
 def test_linear_probe_inverts_a_linear_encoding_exactly_and_not_a_random_one():
     rng = np.random.default_rng(0)
     images = torch.from_numpy(rng.uniform(0, 1, (6, 1, 32, 32)).astype(np.float32))
