@@ -72,8 +72,14 @@ def replicas_identical(modules: list[torch.nn.Module]) -> bool:
 
 
 def leave() -> None:
+    """Leave the process group, after collecting garbage: a DDP wrapper caught in a reference cycle would
+    otherwise be freed at interpreter exit, after the group is gone, and its reducer's gloo work could then
+    abort the process ("terminate called without an active exception")."""
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
