@@ -54,12 +54,15 @@ def main() -> None:
     parser.add_argument("--reference-seconds", type=float, default=60.0, help="each of the two reference nets")
     parser.add_argument("--reference", type=Path, default=None,
                         help="JSON of the reference nets' losses: read if it exists, else written (runs split over processes share one)")
-    parser.add_argument("--group-batch", type=int, default=16, help="expected slices per DP step")
-    parser.add_argument("--max-grad-norm", type=float, default=0.1, help="psf-train's default (the 2026-11-30 parts a and b ran 1.0)")
+    parser.add_argument("--group-batch", type=int, default=DpOptions.group_batch, help="expected slices per DP step")
+    parser.add_argument("--max-grad-norm", type=float, default=DpOptions.max_grad_norm, help="psf-train's default (the 2026-11-30 parts a and b ran 1.0)")
     parser.add_argument("--delta", type=float, default=None, help="default: 1 / training slices")
-    parser.add_argument("--views-per-group", type=int, default=None,
-                        help="DP rows: views of a sampled slice used in its step (default all 12; fewer: cheaper steps, same privacy)")
+    parser.add_argument("--views-per-group", type=int, default=DpOptions.views_per_group,
+                        help="DP rows: views of a sampled slice used in its step (0: all 12; fewer: cheaper steps, same privacy)")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--accountant", choices=("rdp", "prv"), default=DpOptions.accountant, help="DP rows: the accountant that calibrates the noise")
+    parser.add_argument("--ema", type=float, default=DpOptions.ema, help="DP rows: average the weights with this decay per step (0: off)")
+    parser.add_argument("--map-width", type=int, default=None, help="every row's mapping-net width (default: the model's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency-only", action="store_true", help="only time map.onnx, BatchNorm against GroupNorm")
@@ -111,14 +114,16 @@ def _row(row: str, args, fixed, reference: dict, shared: dict) -> dict:
     opts = StageOptions(Budget(epochs=int(epochs) if epochs else args.epochs), batch_size=32, lr=args.lr,
                         crop=nets.config.grid // 2, quiet=True)
     started = time.perf_counter()
+    config = nets.config if args.map_width is None else replace(nets.config, map_width=args.map_width)
     if row in ("none", "none-group"):
-        nets.mapping = MappingNet(replace(nets.config, map_norm="batch" if row == "none" else "group"))
+        nets.mapping = MappingNet(replace(config, map_norm="batch" if row == "none" else "group"))
         log = train_mapping(nets.mapping, pairs, opts, gen, LatentAugment())
     elif row.startswith("dp:"):  # dp:EPSILON[:GROUP_BATCH[:CLIP]]
-        nets.mapping = MappingNet(replace(nets.config, map_norm="group"))
+        nets.mapping = MappingNet(replace(config, map_norm="group"))
         epsilon, batch, clip = (row[3:].split(":") + [None, None])[:3]
         dp = DpOptions(epsilon=float(epsilon), delta=args.delta, max_grad_norm=float(clip) if clip else args.max_grad_norm,
-                       group_batch=int(batch) if batch else args.group_batch, views_per_group=args.views_per_group)
+                       group_batch=int(batch) if batch else args.group_batch, views_per_group=args.views_per_group or None,
+                       accountant=args.accountant, ema=args.ema or None)
         log = train_mapping_dp(nets.mapping, pairs, opts, gen, LatentAugment(), dp)
     elif row.startswith("distill:"):  # psf-train's defense (BatchNorm net), each teacher and the student the row's epochs
         from psf.train.distill import train_mapping_distilled

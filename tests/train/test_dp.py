@@ -56,16 +56,17 @@ def test_dp_training_spends_no_more_than_its_target_and_logs_it():
     log = train_mapping_dp(MappingNet(CFG), pairs, opts, torch.Generator().manual_seed(0), LatentAugment(),
                            DpOptions(epsilon=4.0, group_batch=5))
     assert log["unit"] == "slice" and log["units"] == 20 and log["delta"] == pytest.approx(1 / 20)
-    assert log["sample_rate"] == pytest.approx(0.25) and log["steps"] == log["planned_steps"] == 16  # 4 epochs / q
+    # As many steps as the undefended stage: 4 epochs of 60 pairs at 8 per step (7 steps an epoch) = 28.
+    assert log["sample_rate"] == pytest.approx(0.25) and log["steps"] == log["planned_steps"] == 28
     assert 3.5 < log["epsilon"] <= 4.0 and log["noise_multiplier"] > 0.5 and math.isfinite(log["loss"])
     summary = privacy_summary({"stages": {"mapping": log}})
     assert summary["epsilon"] == log["epsilon"] and summary["unit"] == "slice"
     assert privacy_summary({"stages": {"mapping": {"steps": 3}}}) is None  # an undefended net has no guarantee
-    # A step budget (plain steps of 8 pairs) becomes as many epochs over the units: 30 x 8 / 60 = 4 epochs.
+    # A step budget is the step count, whatever a step holds (here ungrouped pairs, 15 expected per step).
     stepped = train_mapping_dp(MappingNet(CFG), _pairs(20, 3, grouped=False), StageOptions(Budget(epochs=9, steps=30),
                                batch_size=8, crop=8, quiet=True), torch.Generator().manual_seed(0), LatentAugment(),
                                DpOptions(epsilon=math.inf, group_batch=15))
-    assert stepped["unit"] == "pair" and stepped["units"] == 60 and stepped["planned_steps"] == 16  # without slice numbers
+    assert stepped["unit"] == "pair" and stepped["units"] == 60 and stepped["planned_steps"] == 30  # without slice numbers
     assert stepped["epsilon"] is None  # epsilon inf: the control run, no noise and no guarantee
     norms = stepped["group_grad_norm_quantiles"]  # where to put the clip; only the control, which promises nothing, logs it
     assert 0 < norms["q10"] <= norms["q50"] <= norms["q90"] and "group_grad_norm_quantiles" not in log
@@ -135,3 +136,23 @@ def test_server_stage_trains_dp_and_the_groupnorm_net_exports(tmp_path):
             (got,) = runner.infer({"z_image": z.numpy()}).values()
             assert abs(got - graph(z).numpy()).max() < 0.2  # quantized, but the same function
     assert symmetric_zero_points(tmp_path / "map.int8.onnx")
+
+
+def test_weight_average_follows_the_iterates_and_replaces_the_last_one():
+    from psf.train.dp import _WeightAverage
+
+    net = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    average = _WeightAverage(net, 0.5)
+    for step in range(1, 41):  # the weight walks 1, 2, ..., 40; the average trails behind it
+        with torch.no_grad():
+            net.weight.fill_(float(step))
+        average.update(step)
+    average.apply()
+    assert 37.0 < float(net.weight[0, 0]) < 40.0  # decay 0.5: about one step behind the last iterate
+    assert _WeightAverage(net, None).average == []  # off: the last iterate stays
+    with pytest.raises(UsageError, match="ema"):
+        DpOptions(epsilon=1.0, ema=1.5).check()
+    with pytest.raises(UsageError, match="accountant"):
+        DpOptions(epsilon=1.0, accountant="gdp").check()
