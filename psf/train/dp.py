@@ -21,10 +21,11 @@ One step (Abadi et al., 2016, with a group of views as the unit, as in user-leve
 2. Per-view gradients from Opacus' GradSampleModule; a group's gradient is the mean over its views.
 3. Each group's gradient clipped to L2 norm C (`max_grad_norm`); the sum plus Gaussian noise of std
    sigma x C, divided by the expected group count q x groups (a public constant, as in Opacus).
-4. AdamW on that noisy gradient (post-processing: no further privacy cost).
-sigma is calibrated before training (Opacus' get_noise_multiplier, RDP accountant) for the planned
-number of steps; the accountant then reports the epsilon actually spent (<= the target: a time budget
-that ends early spends less). BatchNorm mixes the examples of a batch, so the net must use GroupNorm
+4. AdamW on that noisy gradient, and a running average of the weights, which is what is released
+   (both post-processing: no further privacy cost).
+sigma is calibrated before training (Opacus' get_noise_multiplier, PRV accountant by default) for the
+planned number of steps, as many as the undefended stage would take; the accountant then reports the
+epsilon actually spent (<= the target: a time budget that ends early spends less). BatchNorm mixes the examples of a batch, so the net must use GroupNorm
 (ModelConfig.map_norm = "group"); Opacus' validator checks that.
 """
 
