@@ -67,9 +67,13 @@ def data_set_rows(name: str, data: Path, reference_file: Path, parts: list[Path]
                     raise SystemExit(f"{part}: row {r['row']}: {attack} AUC {game[attack]['auc']} rescored, "
                                      f"{r[f'{attack}_auc']} written: not the same losses, reference or data")
             rows.append(_row(name, part, run, r, game))
-    none = [r["mean_dice"] for r in rows if r["row"].partition("@")[0] == "none"]  # the undefended net, BatchNorm
+    none = {}  # the undefended net (BatchNorm) of each seed: what a row's Dice cost is measured against
     for r in rows:
-        r["dice_cost"] = round(none[0] - r["mean_dice"], 4) if none else None
+        if r["row"].partition("@")[0] == "none":
+            none.setdefault(r["seed"], r["mean_dice"])
+    for r in rows:
+        reference = none.get(r["seed"], next(iter(none.values()), None))
+        r["dice_cost"] = round(reference - r["mean_dice"], 4) if reference is not None else None
     return rows
 
 
@@ -82,6 +86,8 @@ def _row(name: str, part: Path, run: dict, r: dict, game: dict) -> dict:
     lo, hi = game[strongest]["auc_ci95"]
     headline_ci = [lo, hi] if game[strongest]["auc"] >= 0.5 else [round(1 - hi, 4), round(1 - lo, 4)]
     return {"data": name, "part": part.name, "row": r["row"], "kind": "dp" if dp else kind.split(":")[0],
+            "seed": run.get("seed", args.get("seed", 0)), "accountant": args.get("accountant", "rdp") if dp else None,
+            "ema": args.get("ema") if dp else None,
             "target_epsilon": (float(fields[1]) if dp else None), "epsilon": r.get("epsilon"), "delta": r.get("delta"),
             "max_grad_norm": (float(fields[3]) if dp and len(fields) > 3 else args.get("max_grad_norm")) if dp else None,
             "group_batch": (int(fields[2]) if dp and len(fields) > 2 else args.get("group_batch")) if dp else None,
@@ -103,18 +109,20 @@ def _label(r: dict) -> str:
     extra += "" if r["group_batch"] == 16 else f", {r['group_batch']} slices/step"
     extra += "" if not r["views_per_group"] else f", {r['views_per_group']} views/slice"
     extra += "" if r["lr"] in (None, 3e-3) else f", lr {r['lr']:g}"
+    extra += ", PRV" if r.get("accountant") == "prv" else ""
+    extra += f", EMA {r['ema']:g}" if r.get("ema") else ""
     return f"dp, epsilon {eps}{extra}"
 
 
 def markdown(rows: list[dict]) -> str:
     ci = lambda c: f"{c[0]:.3f}-{c[1]:.3f}"  # noqa: E731
-    lines = ["| data | server training | epochs (steps) | epsilon spent (delta) | Dice GM | Dice WM | mean Dice | Dice cost | "
+    lines = ["| data | seed | server training | epochs (steps) | epsilon spent (delta) | Dice GM | Dice WM | mean Dice | Dice cost | "
              "loss-threshold AUC (95% CI) | reference-model AUC (95% CI) | **headline** (95% CI) | blind | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         spent = "-" if r["epsilon"] is None else f"{r['epsilon']:.3f} ({r['delta']:.2g})"
         cost = "-" if r["dice_cost"] is None else f"{r['dice_cost']:.3f}"
-        lines.append(f"| {r['data']} | {_label(r)} | {r['epochs_planned']} ({r['steps']}) | {spent} | {r['dice_gm']:.4f} | "
+        lines.append(f"| {r['data']} | {r['seed']} | {_label(r)} | {r['epochs_planned']} ({r['steps']}) | {spent} | {r['dice_gm']:.4f} | "
                      f"{r['dice_wm']:.4f} | **{r['mean_dice']:.4f}** | {cost} | "
                      f"{r['loss_threshold_auc']:.3f} ({ci(r['loss_threshold_auc_ci95'])}) | "
                      f"{r['reference_model_auc']:.3f} ({ci(r['reference_model_auc_ci95'])}) | "
@@ -124,12 +132,17 @@ def markdown(rows: list[dict]) -> str:
 
 def svg(rows: list[dict], width: int = 720, height: int = 400) -> str:
     """Mean test Dice against epsilon (1, 4, 8 on a log axis, then inf), one line per data set and clip norm
-    (the rows with 16 slices per step, all views, the table's epochs); the undefended and distilled nets as
-    dashed levels."""
+    (each data set's most common DP recipe: slices per step, views, steps and seed); the undefended and
+    distilled nets as dashed levels."""
     left, right, top, bottom = 70, 220, 30, 50
     xs = {1.0: 0.0, 4.0: math.log(4) / math.log(8) * 0.8, 8.0: 0.8, math.inf: 1.0}
-    plain = [r for r in rows if r["kind"] == "dp" and r["group_batch"] == 16 and not r["views_per_group"]
-             and r["target_epsilon"] in xs]
+    recipe = lambda r: (r["data"], r["group_batch"], r["views_per_group"], r["steps"], r["seed"])  # noqa: E731
+    dp_rows = [r for r in rows if r["kind"] == "dp" and r["target_epsilon"] in xs]
+    main = {}
+    for r in dp_rows:  # each data set's most common recipe
+        counts = main.setdefault(r["data"], {})
+        counts[recipe(r)] = counts.get(recipe(r), 0) + 1
+    plain = [r for r in dp_rows if counts_max(main[r["data"]]) == recipe(r)]
     dice = [r["mean_dice"] for r in rows]
     lo, hi = math.floor(min(dice) * 20) / 20, math.ceil(max(dice) * 20) / 20
     px = lambda x: left + xs[x] * (width - left - right)  # noqa: E731
@@ -166,6 +179,10 @@ def svg(rows: list[dict], width: int = 720, height: int = 400) -> str:
                 out.append(_legend(legend, colour, f"{data}, {'undefended' if kind == 'none' else 'distilled'}", dash))
     out.append(f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" fill="none" stroke="#333"/>')
     return "\n".join(out + ["</svg>"]) + "\n"
+
+
+def counts_max(counts: dict):
+    return max(counts, key=lambda k: (counts[k], str(k)))
 
 
 def _text(x: float, y: float, text: str, anchor: str = "start") -> str:
