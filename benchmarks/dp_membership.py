@@ -1,8 +1,8 @@
 """DP-SGD against the membership attack: test Dice and membership AUC for epsilon in {1, 4, 8, inf}, wall time.
 
 The client networks of a trained model stay fixed and its training views are encoded once (as in
-membership_defense.py). Each row trains a fresh mapping net for the same number of epochs over the training
-slices, with the same seed: "none" (psf-train's undefended server stage, BatchNorm), "none-group" (the same
+membership_defense.py). Each row trains a fresh mapping net under the same epoch budget over the encoded
+views (32 per undefended step; a DP row takes as many steps as that, psf.train.dp), with the same seed: "none" (psf-train's undefended server stage, BatchNorm), "none-group" (the same
 with GroupNorm, what DP needs), "dp:E[:B[:C]]" (psf.train.dp with target epsilon E, B expected slices per step,
 clip norm C, GroupNorm; "dp:inf" is the same sampling without clipping or noise), "distill:K" (psf-train's
 distillation defense, K teachers, each trained the row's epochs); any row may end in "@EPOCHS" (its own
@@ -49,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("data", type=Path)
-    parser.add_argument("--epochs", type=int, default=20, help="server epochs over the training slices, every row")
+    parser.add_argument("--epochs", type=int, default=20, help="server epochs over the encoded views at 32 per step, every row (DP rows: as many steps)")
     parser.add_argument("--rows", default="none;none-group;dp:inf;dp:8;dp:4;dp:1")
     parser.add_argument("--reference-seconds", type=float, default=60.0, help="each of the two reference nets")
     parser.add_argument("--reference", type=Path, default=None,
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--accountant", choices=("rdp", "prv"), default=DpOptions.accountant, help="DP rows: the accountant that calibrates the noise")
     parser.add_argument("--ema", type=float, default=DpOptions.ema, help="DP rows: average the weights with this decay per step (0: off)")
-    parser.add_argument("--map-width", type=int, default=None, help="every row's mapping-net width (default: the model's)")
+    parser.add_argument("--map-width", type=int, default=None, help="the rows' mapping-net width (default: the model's; the reference nets and the latency keep the model's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency-only", action="store_true", help="only time map.onnx, BatchNorm against GroupNorm")

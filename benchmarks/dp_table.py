@@ -72,7 +72,7 @@ def data_set_rows(name: str, data: Path, reference_file: Path, parts: list[Path]
         if r["row"].partition("@")[0] == "none":
             none.setdefault(r["seed"], r["mean_dice"])
     for r in rows:
-        reference = none.get(r["seed"], next(iter(none.values()), None))
+        reference = none.get(r["seed"])  # no undefended net of this seed: no cost (another seed's would mislead)
         r["dice_cost"] = round(reference - r["mean_dice"], 4) if reference is not None else None
     return rows
 
@@ -106,7 +106,7 @@ def _label(r: dict) -> str:
         return {"none": "none (BatchNorm, psf-train's)", "none-group": "none, GroupNorm"}.get(r["kind"], r["row"].partition("@")[0])
     eps = "inf (no clip, no noise)" if math.isinf(r["target_epsilon"]) else f"{r['target_epsilon']:g}"
     extra = "" if math.isinf(r["target_epsilon"]) else f", C {r['max_grad_norm']:g}"
-    extra += "" if r["group_batch"] == 16 else f", {r['group_batch']} slices/step"
+    extra += f", {r['group_batch']} slices/step"
     extra += "" if not r["views_per_group"] else f", {r['views_per_group']} views/slice"
     extra += "" if r["lr"] in (None, 3e-3) else f", lr {r['lr']:g}"
     extra += ", PRV" if r.get("accountant") == "prv" else ""
@@ -136,7 +136,8 @@ def svg(rows: list[dict], width: int = 720, height: int = 400) -> str:
     distilled nets as dashed levels."""
     left, right, top, bottom = 70, 220, 30, 50
     xs = {1.0: 0.0, 4.0: math.log(4) / math.log(8) * 0.8, 8.0: 0.8, math.inf: 1.0}
-    recipe = lambda r: (r["data"], r["group_batch"], r["views_per_group"], r["steps"], r["seed"])  # noqa: E731
+    recipe = lambda r: (r["data"], r["group_batch"], r["views_per_group"], r["steps"], r["seed"], r["lr"],  # noqa: E731
+                        r["accountant"], r["ema"])
     dp_rows = [r for r in rows if r["kind"] == "dp" and r["target_epsilon"] in xs]
     main = {}
     for r in dp_rows:  # each data set's most common recipe

@@ -2,7 +2,7 @@
 
 SSIM: Gaussian window (11, sigma 1.5), K1 0.01, K2 0.03. Both images are first mapped by one affine per
 channel that takes [lo, hi] to [0, 1], with lo, hi the wider of [0, 1] and the true images' range over
-their valid pixels: scans normalized to [0, 1] (MR, 8-bit) are measured as they are, z-scored CT on its
+the valid pixels of the whole array passed in (one split at a time in the audit): scans normalized to [0, 1] (MR, 8-bit) are measured as they are, z-scored CT on its
 own range instead of being clipped to [0, 1]. The SSIM map is averaged over the valid pixels only, so the
 zero padding around a slice, which every method reproduces, does not inflate the score.
 """

@@ -8,8 +8,8 @@ Unit of privacy: one training slice, i.e. all the pairs `EncodedPairs.groups` gi
 client's augmented views of that slice: 12 by default). With `groups` None each pair is its own unit.
 Adding or removing one slice with all its views changes the mapping net's distribution by at most
 (epsilon, delta). A patient contributes several slices: by group privacy a scan of k slices is covered
-at about k x epsilon (and a larger delta); a per-patient bound needs scan ids on the server, which
-`EncodedPairs` does not carry.
+at (k epsilon, k e^((k-1) epsilon) delta), which is no usable bound for many slices at epsilon 8; a
+per-patient bound needs scan ids on the server, which `EncodedPairs` does not carry.
 
 What is covered: the mapping net (what the server holds and serves), given the client's encoders. The
 client networks (encoder, decoders) are trained on the same slices without DP; they stay with the
@@ -208,7 +208,7 @@ def _planned_steps(opts: StageOptions, pairs: int, time_one_step) -> int:
     same number of updates. (Matching the undefended run's epochs instead leaves DP about 60 large steps on the
     50-subject game, and even without clipping or noise that cost 0.12 Dice.) A time-only budget becomes steps
     with the timing of one step (a dry run whose update is thrown away)."""
-    planned = opts.budget.planned_steps(max(1, pairs // opts.batch_size))
+    planned = opts.budget.planned_steps(max(1, pairs // (opts.batch_size * opts.world[1])))  # as run_loop counts
     if planned is not None:
         return max(1, planned)
     return max(1, int(opts.budget.seconds / max(time_one_step(), 1e-3)))

@@ -175,8 +175,13 @@ def test_ssim_measures_z_scored_ct_on_its_own_range():
     close, _ = ssim_psnr(image + rng.normal(0, 0.05, image.shape).astype(np.float32), image, valid)
     blurred, _ = ssim_psnr(torch.nn.functional.avg_pool2d(torch.from_numpy(image), 9, 1, 4).numpy(), image, valid)
     assert (close > 0.95).all() and (blurred < close - 0.1).all()
-    in_unit = (image - image.min()) / (image.max() - image.min())  # the same image already in [0, 1]: unchanged scale
-    assert np.allclose(ssim_psnr(in_unit, in_unit, valid)[0], 1.0, atol=1e-4)
+    from psf.privacy.similarity import _channel_range
+
+    in_unit = (image - image.min()) / (image.max() - image.min())  # images already in [0, 1] keep that scale
+    lo, hi = _channel_range(in_unit, valid)
+    assert np.allclose(lo, 0.0) and np.allclose(hi, 1.0)
+    lo, hi = _channel_range(image, valid)
+    assert np.allclose(lo, image.min()) and np.allclose(hi, image.max())
 
 
 def test_linear_probe_inverts_a_linear_encoding_exactly_and_not_a_random_one():
