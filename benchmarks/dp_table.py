@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -139,11 +140,9 @@ def svg(rows: list[dict], width: int = 720, height: int = 400) -> str:
     recipe = lambda r: (r["data"], r["group_batch"], r["views_per_group"], r["steps"], r["seed"], r["lr"],  # noqa: E731
                         r["accountant"], r["ema"])
     dp_rows = [r for r in rows if r["kind"] == "dp" and r["target_epsilon"] in xs]
-    main = {}
-    for r in dp_rows:  # each data set's most common recipe
-        counts = main.setdefault(r["data"], {})
-        counts[recipe(r)] = counts.get(recipe(r), 0) + 1
-    plain = [r for r in dp_rows if counts_max(main[r["data"]]) == recipe(r)]
+    counts = Counter(recipe(r) for r in dp_rows)  # each data set's most common recipe (ties: the larger key as text)
+    main = {data: max((k for k in counts if k[0] == data), key=lambda k: (counts[k], str(k))) for data, *_ in counts}
+    plain = [r for r in dp_rows if main[r["data"]] == recipe(r)]
     dice = [r["mean_dice"] for r in rows]
     lo, hi = math.floor(min(dice) * 20) / 20, math.ceil(max(dice) * 20) / 20
     px = lambda x: left + xs[x] * (width - left - right)  # noqa: E731
@@ -180,10 +179,6 @@ def svg(rows: list[dict], width: int = 720, height: int = 400) -> str:
                 out.append(_legend(legend, colour, f"{data}, {'undefended' if kind == 'none' else 'distilled'}", dash))
     out.append(f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" fill="none" stroke="#333"/>')
     return "\n".join(out + ["</svg>"]) + "\n"
-
-
-def counts_max(counts: dict):
-    return max(counts, key=lambda k: (counts[k], str(k)))
 
 
 def _text(x: float, y: float, text: str, anchor: str = "start") -> str:
