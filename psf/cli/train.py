@@ -25,6 +25,7 @@ def train(
     latent_augment: Annotated[str, typer.Option(help="Server-side encoded-data augmentations, comma-separated: shift, flip, rot90, token_dropout, mix, noise, or none.")] = "shift",
     seed: Annotated[int, typer.Option(help="Random seed (data order, augmentation, initialisation).")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (default: torch's choice).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes that make the batches (crops, augmentation) while the step runs; the model does not depend on it. Default: 0 on a CPU (the step needs the cores), up to 4 beside a GPU, batches in pinned memory.")] = None,
     image_latent: Annotated[int, typer.Option(help="Channels of the image latent (sent to the server).")] = 4,
     mask_latent: Annotated[int, typer.Option(help="Channels of the mask latent (sent back).")] = 3,
     patch: Annotated[Optional[int], typer.Option(help="Downsampling from image to latent grid. Default: 4 from --image-size 128 up, 2 below (a grid under 32 cells is too coarse for thin structures).")] = None,
@@ -70,6 +71,7 @@ class TrainFlags:
     latent_augment: str
     seed: int
     threads: int | None
+    workers: int | None
     image_latent: int
     mask_latent: int
     patch: int | None
@@ -98,6 +100,8 @@ class TrainFlags:
         from psf.train.latent_augment import LatentAugment
         from psf.train.run import TrainOptions, parse_steps
 
+        if self.workers is not None and self.workers < 0:
+            raise UsageError(f"--workers {self.workers}: give 0 (batches made in the training process) or more")
         if self.minutes is not None and self.minutes <= 0 or self.epochs is not None and self.epochs < 1 or self.views < 1:
             raise UsageError("--minutes must be > 0, --epochs and --views >= 1")
         if self.steps is not None and self.epochs is not None:
@@ -135,7 +139,7 @@ class TrainFlags:
             views=self.views, latent_augment=LatentAugment.from_names(self.latent_augment).names(),  # refuses unknown names
             seed=self.seed, threads=self.threads, quiet=self.quiet, key=self.key,
             membership_defense=self.membership_defense, stage_steps=parse_steps(self.steps),
-            min_ceiling=self.min_ceiling, device=resolve_device(self.device), cache=self.cache, **dp)
+            min_ceiling=self.min_ceiling, device=resolve_device(self.device), cache=self.cache, workers=self.workers, **dp)
 
 
 def _train(flags: TrainFlags) -> None:
@@ -157,7 +161,7 @@ def _train(flags: TrainFlags) -> None:
         out = Path("unet.pt") if opts.out == Path("model.pt") else opts.out
         result = train_unet(opts.data, out, opts.minutes, opts.epochs, opts.views, opts.seed, opts.labels,
                             opts.model.image_size, quiet=opts.quiet, steps=(opts.stage_steps or {}).get("unet"),
-                            device=opts.device, cache=opts.cache)
+                            device=opts.device, cache=opts.cache, workers=opts.workers)
     else:
         out = opts.out
         result = run_training(opts)

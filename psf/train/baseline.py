@@ -14,6 +14,7 @@ from psf.io.atomic import atomic_path
 from psf.models.unet import UNet
 from psf.progress import stderr
 from psf.train.augment import intensity
+from psf.train.batches import auto_workers
 from psf.train.cache import cached_split, scratch_folder
 from psf.train.data import SliceSet
 from psf.train.loop import Budget, cosine_lr, run_loop
@@ -27,11 +28,11 @@ DEFAULT_UNET_STEPS = 1000
 
 def train_unet(data: Path, out: Path, minutes: float | None, epochs: int | None, views: int, seed: int, labels: tuple[str, ...],
                image_size: int = 256, width: int = 16, quiet: bool = False, steps: int | None = None,
-               device: str = "cpu", cache: Path | None = None) -> dict:
+               device: str = "cpu", cache: Path | None = None, workers: int | None = None) -> dict:
     """Train on the train split (geometric views + intensity augmentation + 128-pixel crops, like the
     client stages); return test/val Dice and IoU and the run's facts. Labels, channels and normalization
     come from the data set (`labels` is only the fallback's); the budget is `steps` (default
-    DEFAULT_UNET_STEPS) or `epochs`, `minutes` a cap."""
+    DEFAULT_UNET_STEPS) or `epochs`, `minutes` a cap; `workers`: DataLoader workers (None: auto)."""
     from psf.pipeline.preprocess import background_value, channel_specs
     from psf.train.data import dataset_info, fit_normalization
     from psf.train.run import seed_everything
@@ -49,10 +50,13 @@ def train_unet(data: Path, out: Path, minutes: float | None, epochs: int | None,
     budget = Budget(seconds=None if minutes is None else minutes * 60 - (time.perf_counter() - started), epochs=epochs,
                     steps=None if epochs is not None else (steps or DEFAULT_UNET_STEPS))
 
-    def step(idx: torch.Tensor, done: float) -> float:
+    def make(idx: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = made.crops(idx, image_size // 2, g, 16)
+        return intensity(x, g, made.bounded), y
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor], done: float) -> float:
         cosine_lr(opt, 3e-3, done)
-        x, y = made.crops(idx, image_size // 2, gen, 16)
-        x, y = intensity(x, gen, made.bounded).to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = (t.to(device, non_blocking=True) for t in batch)
         with mixed_precision(device):
             logits = net(x).float()
         loss = dice_ce_loss(logits, y)
@@ -64,7 +68,8 @@ def train_unet(data: Path, out: Path, minutes: float | None, epochs: int | None,
     with scratch_folder(data, cache) as folder:  # the augmented views live on disk while the U-Net trains
         made = Views(train.images, train.labels, len(labels), views, gen, background=pad,
                      bounded=info.modality != "CT", folder=folder, quiet=quiet)
-        log = run_loop("baseline: U-Net", step, len(made), 16, budget, gen, quiet)
+        log = run_loop("baseline: U-Net", step, len(made), 16, budget, gen, quiet, make=make,
+                       workers=auto_workers(device) if workers is None else workers, pin=device.startswith("cuda"))
     net.to("cpu").eval()
     metrics = {s: _evaluate(net, splits[s], labels) for s in ("val", "test")}
     params = sum(p.numel() for p in net.parameters())

@@ -7,13 +7,15 @@ learning-rate schedule; when it does, the stage's log says so ("time_bound") and
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
 from psf.progress import progress_bar, stderr
+from psf.train.batches import Make, made_batches
 
 
 @dataclass(frozen=True)
@@ -35,38 +37,47 @@ class Budget:
         return min(counts) if counts else None
 
 
-def run_loop(name: str, step: Callable[[torch.Tensor, float], float], n_items: int, batch_size: int, budget: Budget,
-             gen: torch.Generator, quiet: bool = False) -> dict:
-    """Call `step(index_batch, done)` over shuffled mini-batches; returns {"epochs", "steps", "seconds", "loss",
+def run_loop(name: str, step: Callable, n_items: int, batch_size: int, budget: Budget, gen: torch.Generator,
+             quiet: bool = False, make: Make | None = None, workers: int = 0, pin: bool = False) -> dict:
+    """Call `step(batch, done)` over shuffled mini-batches; returns {"epochs", "steps", "seconds", "loss",
     "planned_steps", "time_bound"}.
 
-    `index_batch` holds indices into the stage's data; `done` in [0, 1) is the fraction of the budget
-    used (for learning-rate schedules): steps / planned steps, or the time used when that is further along
-    (only possible under a time cap, and then `time_bound` is true). The reported loss is an exponential
-    moving average.
+    Without `make`, `batch` holds indices into the stage's data and `step` draws its own randomness from `gen`.
+    With `make`, `batch` is make(indices, its own generator), made by `workers` DataLoader workers (0: in this
+    process; `pin`: into pinned memory), and the result does not depend on the number of workers
+    (psf.train.batches). `done` in [0, 1) is the fraction of the budget used (for learning-rate schedules):
+    steps / planned steps, or the time used when that is further along (only possible under a time cap, and
+    then `time_bound` is true). The reported loss is an exponential moving average.
     """
     start = time.perf_counter()
     steps_per_epoch = max(1, n_items // batch_size)
     total = budget.planned_steps(steps_per_epoch)
-    ema, steps, epochs = None, 0, 0
+    feed = _index_batches(n_items, batch_size, gen) if make is None else made_batches(make, n_items, batch_size, gen, workers, pin)
+    ema, steps = None, 0
     state = {"time_bound": False}
-    with progress_bar(quiet) as bar:
+    with progress_bar(quiet) as bar, contextlib.closing(feed):
         by_time = total is None
         task = bar.add_task(name, total=budget.seconds if by_time else total, unit="s of budget" if by_time else "steps")
-        while True:
-            order = torch.randperm(n_items, generator=gen)
-            for b in range(steps_per_epoch):
-                loss = step(order[b * batch_size : (b + 1) * batch_size], _fraction(budget, start, steps, total, state))
-                ema = loss if ema is None else 0.95 * ema + 0.05 * loss
-                steps += 1
-                elapsed = time.perf_counter() - start
-                bar.update(task, completed=elapsed if by_time else steps, description=f"{name} loss {ema:.4f}")
-                if total is not None and steps >= total:
-                    return _summary(epochs + (b + 1) / steps_per_epoch, steps, start, ema, total, state["time_bound"], name)
-                if budget.seconds is not None and elapsed >= budget.seconds:
-                    cut = total is not None
-                    return _summary(epochs + (b + 1) / steps_per_epoch, steps, start, ema, total, cut, name)
-            epochs += 1
+        for batch in feed:
+            loss = step(batch, _fraction(budget, start, steps, total, state))
+            ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+            steps += 1
+            elapsed = time.perf_counter() - start
+            bar.update(task, completed=elapsed if by_time else steps, description=f"{name} loss {ema:.4f}")
+            if total is not None and steps >= total:
+                return _summary(steps / steps_per_epoch, steps, start, ema, total, state["time_bound"], name)
+            if budget.seconds is not None and elapsed >= budget.seconds:
+                return _summary(steps / steps_per_epoch, steps, start, ema, total, total is not None, name)
+    raise AssertionError("unreachable: the batches never end")
+
+
+def _index_batches(n_items: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Epoch after epoch of shuffled index batches from `gen` (a last partial batch is dropped)."""
+    per_epoch = max(1, n_items // batch_size)
+    while True:
+        order = torch.randperm(n_items, generator=gen)
+        for b in range(per_epoch):
+            yield order[b * batch_size : (b + 1) * batch_size]
 
 
 def _fraction(budget: Budget, start: float, steps: int, total: int | None, state: dict) -> float:

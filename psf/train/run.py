@@ -16,6 +16,7 @@ import torch
 from psf.models import build_networks
 from psf.models.config import ModelConfig
 from psf.progress import stderr
+from psf.train.batches import auto_workers
 from psf.train.cache import cached_split, scratch_folder
 from psf.train.checkpoint import save_checkpoint
 from psf.train.evaluation import case_evaluation, evaluate, mask_ae_ceiling
@@ -69,15 +70,17 @@ class TrainOptions:
     device: str = "cpu"  # "auto", "cpu", "cuda" or "cuda:N" (psf.train.device.resolve_device)
     world: tuple[int, int] = (0, 1)  # (rank, processes) under torchrun (psf.train.distributed); set by run_training
     cache: Path | None = None  # where preprocessed slices are kept (psf.train.cache.cache_root; None: its default)
+    workers: int | None = None  # DataLoader workers per process (psf.train.batches; None: auto_workers(device))
 
 
 def stage_options(opts: TrainOptions, stage: str) -> StageOptions:
     budget = stage_budget(opts, stage)
+    workers = auto_workers(opts.device) if opts.workers is None else opts.workers
     if stage == "mapping":  # latent crops of half the grid, larger batches (the server's net is cheap per item)
         return StageOptions(budget, batch_size=32, crop=opts.model.grid // 2, quiet=opts.quiet, device=opts.device,
-                            world=opts.world)
+                            world=opts.world, workers=workers)
     return StageOptions(budget, batch_size=16, crop=opts.model.image_size // 2, quiet=opts.quiet, device=opts.device,
-                        world=opts.world)
+                        world=opts.world, workers=workers)
 
 
 def parse_steps(text: str | None) -> dict[str, int] | None:

@@ -35,19 +35,31 @@ class StageOptions:
     device: str = "cpu"
     # torchrun: this process' rank and the number of processes (psf.train.distributed); batch_size is per process.
     world: tuple[int, int] = (0, 1)
+    # DataLoader workers that make the batches (psf.train.batches; 0: in the loop's process). The model does
+    # not depend on it.
+    workers: int = 0
 
     def shard(self, idx: torch.Tensor) -> torch.Tensor:
         """This process' part of a global batch (all of it in a single process)."""
         rank, size = self.world
         return idx if size == 1 else idx[rank::size]
 
+    @property
+    def pin(self) -> bool:
+        """Batches go to pinned memory (on CUDA): the copy then runs asynchronously while the next is made."""
+        return str(self.device).startswith("cuda")
+
     def put(self, batch: torch.Tensor) -> torch.Tensor:
-        """This process' part of a batch on the stage's device; on CUDA through pinned memory, so the copy
-        runs asynchronously and the next batch is made on the CPU meanwhile."""
+        """This process' part of a batch on the stage's device (already pinned by psf.train.batches on CUDA)."""
         batch = self.shard(batch)
-        if str(self.device).startswith("cuda"):
+        if self.pin:
             return batch.pin_memory().to(self.device, non_blocking=True)
         return batch
+
+    def loop(self, name: str, step, make, n_items: int, gen: torch.Generator) -> dict:
+        """run_loop over this stage's data: global batches of batch_size x processes, made by `make`."""
+        return run_loop(name, step, n_items, self.batch_size * self.world[1], self.budget, gen, self.quiet,
+                        make=make, workers=self.workers, pin=self.pin)
 
     def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
         from psf.train.distributed import World
@@ -94,10 +106,13 @@ def train_image_autoencoder(nets: Networks, views: Views, opts: StageOptions, ge
     multiple = nets.config.patch * 2
     autoencoder = opts.wrap(torch.nn.Sequential(enc, dec))
 
-    def step(idx: torch.Tensor, done: float) -> float:
+    def make(idx: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor]:
+        x, _ = views.crops(idx, opts.crop, g, multiple, labels=False)
+        return (intensity(x, g, views.bounded),)
+
+    def step(batch: tuple[torch.Tensor], done: float) -> float:
         cosine_lr(opt, opts.lr, opts.progress(done))
-        x, _ = views.crops(idx, opts.crop, gen, multiple, labels=False)
-        x = opts.put(intensity(x, gen, views.bounded))
+        x = opts.put(batch[0])
         with mixed_precision(opts.device):
             recon = autoencoder(x).float()
         loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
@@ -106,7 +121,7 @@ def train_image_autoencoder(nets: Networks, views: Views, opts: StageOptions, ge
         opt.step()
         return loss.item()
 
-    return run_loop("client: image autoencoder", step, len(views), opts.batch_size * opts.world[1], opts.budget, gen, opts.quiet)
+    return opts.loop("client: image autoencoder", step, make, len(views), gen)
 
 
 def train_mask_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen: torch.Generator,
@@ -121,12 +136,14 @@ def train_mask_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen
     c, multiple = cfg.num_classes, cfg.patch * 2
     autoencoder = opts.wrap(_NoisyAutoencoder(enc, dec))
 
-    def step(idx: torch.Tensor, done: float) -> float:
-        cosine_lr(opt, opts.lr, opts.progress(done))
-        _, y = views.crops(idx, opts.crop, gen, multiple, images=False)
+    def make(idx: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        _, y = views.crops(idx, opts.crop, g, multiple, images=False)
         n, h, w = y.shape
-        noise = latent_noise * torch.randn((n, cfg.mask_latent, h // cfg.patch, w // cfg.patch), generator=gen)
-        y, noise = opts.put(y), opts.put(noise)
+        return y, latent_noise * torch.randn((n, cfg.mask_latent, h // cfg.patch, w // cfg.patch), generator=g)
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor], done: float) -> float:
+        cosine_lr(opt, opts.lr, opts.progress(done))
+        y, noise = (opts.put(t) for t in batch)
         with mixed_precision(opts.device):
             logits = autoencoder(one_hot(y, c), noise).float()
         loss = dice_ce_loss(logits, y)
@@ -135,7 +152,7 @@ def train_mask_autoencoder(nets: Networks, views: Views, opts: StageOptions, gen
         opt.step()
         return loss.item()
 
-    return run_loop("client: mask autoencoder", step, len(views), opts.batch_size * opts.world[1], opts.budget, gen, opts.quiet)
+    return opts.loop("client: mask autoencoder", step, make, len(views), gen)
 
 
 class _NoisyAutoencoder(torch.nn.Module):
@@ -227,10 +244,12 @@ def train_mapping(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageOpti
     opt = torch.optim.AdamW(mapping.parameters(), lr=opts.lr, weight_decay=1e-4)
     net = opts.wrap(mapping)
 
-    def step(idx: torch.Tensor, done: float) -> float:
+    def make(idx: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return augment(*pairs.take(idx), g, opts.crop)
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor], done: float) -> float:
         cosine_lr(opt, opts.lr, done)
-        z_x, z_y = augment(*pairs.take(idx), gen, opts.crop)
-        z_x, z_y = opts.put(z_x), opts.put(z_y)
+        z_x, z_y = (opts.put(t) for t in batch)
         with mixed_precision(opts.device):
             pred = net(z_x).float()
         loss = F.mse_loss(pred, z_y)
@@ -239,7 +258,7 @@ def train_mapping(mapping: torch.nn.Module, pairs: EncodedPairs, opts: StageOpti
         opt.step()
         return loss.item()
 
-    return run_loop(name, step, len(pairs), opts.batch_size * opts.world[1], opts.budget, gen, opts.quiet)
+    return opts.loop(name, step, make, len(pairs), gen)
 
 
 @torch.no_grad()
