@@ -39,11 +39,15 @@ def made_batches(make: Make, n_items: int, batch_size: int, gen: torch.Generator
                         num_workers=workers, pin_memory=pin, prefetch_factor=2 if workers else None,
                         multiprocessing_context=_fork() if workers else None,
                         generator=torch.Generator().manual_seed(0))  # its workers' base seed; not the global RNG's
+    return _drain(loader)
+
+
+def _drain(loader: DataLoader) -> Iterator[tuple[torch.Tensor, ...]]:
     feed = iter(loader)
     try:
         yield from feed
     finally:
-        del feed  # stops the workers now, not when the garbage collector gets to them
+        del feed  # closing this generator stops the workers now, not when the garbage collector gets to them
 
 
 class _Batches(Dataset):

@@ -35,6 +35,11 @@ def test_batches_do_not_depend_on_the_number_of_workers_and_move_the_run_generat
     first_epoch = torch.cat([x.round().long()[:, 0] for x, _ in alone[:5]]).sort().values
     assert not torch.equal(alone[0][0], alone[5][0])
     assert (first_epoch - torch.arange(20)).abs().max() <= 4  # randn moved each value by a few units at most
+    # exactly one draw, made when the stage starts (not when the first batch is read)
+    gen, twin = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    made_batches(_make, 20, 4, gen).close()
+    torch.randint(0, 2**62, (1,), generator=twin)
+    assert torch.equal(torch.rand(3, generator=gen), torch.rand(3, generator=twin))
     global_state = torch.get_rng_state()
     _first(0)
     assert torch.equal(global_state, torch.get_rng_state())  # making batches leaves the global RNG as it was
