@@ -38,6 +38,10 @@ BUDGET_SHARES = {"image_ae": 0.22, "mask_ae": 0.13, "mapping": 0.6}
 # ~10 and ~60 epochs; benchmarks/RESULTS.md has the runs. Steps, not epochs, so a large data set does not
 # multiply the cost; give --epochs or --steps for more.
 DEFAULT_STAGE_STEPS = {"image_ae": 2000, "mask_ae": 900, "mapping": 2600}
+# --map-crop: (batch, window side as a share of the latent grid). Both see the same latent cells per step; "full"
+# gives the mapping net the whole slice as context (benchmarks/results/2026-11-30-map-crop: MR 4 labels +0.018 at
+# width 32; the demo -0.002 on test, +0.006 on val), "half" adds shifted windows.
+MAP_CROPS = {"half": (32, 0.5), "full": (8, 1.0)}
 # Below this mean Dice of decode(encode(true mask)) on the val split no mapping net can give a usable model.
 MIN_CEILING = 0.90
 
@@ -71,14 +75,16 @@ class TrainOptions:
     world: tuple[int, int] = (0, 1)  # (rank, processes) under torchrun (psf.train.distributed); set by run_training
     cache: Path | None = None  # where preprocessed slices are kept (psf.train.cache.cache_root; None: its default)
     workers: int | None = None  # DataLoader workers per process (psf.train.batches; None: auto_workers(device))
+    map_crop: str = "half"  # the mapping net's training windows (MAP_CROPS)
 
 
 def stage_options(opts: TrainOptions, stage: str) -> StageOptions:
     budget = stage_budget(opts, stage)
     workers = auto_workers(opts.device) if opts.workers is None else opts.workers
-    if stage == "mapping":  # latent crops of half the grid, larger batches (the server's net is cheap per item)
-        return StageOptions(budget, batch_size=32, crop=opts.model.grid // 2, quiet=opts.quiet, device=opts.device,
-                            world=opts.world, workers=workers)
+    if stage == "mapping":  # latent windows, larger batches (the server's net is cheap per item)
+        batch, cells = MAP_CROPS[opts.map_crop]
+        return StageOptions(budget, batch_size=batch, crop=round(opts.model.grid * cells), quiet=opts.quiet,
+                            device=opts.device, world=opts.world, workers=workers)
     return StageOptions(budget, batch_size=16, crop=opts.model.image_size // 2, quiet=opts.quiet, device=opts.device,
                         world=opts.world, workers=workers)
 

@@ -76,3 +76,17 @@ def test_geometric_augmentation_keeps_image_and_mask_aligned():
         assert torch.allclose(m.sum(1), torch.ones(1, 64, 64), atol=1e-5)
         bright = x[0, 0] > 0.5
         assert (m[0].argmax(0)[bright] == 1).float().mean() > 0.95
+
+
+def test_map_crop_full_trains_on_the_whole_latent_grid_with_the_same_cells_per_step():
+    from pathlib import Path
+
+    from psf.train.run import TrainOptions, stage_options
+    from tests.conftest import run_cli
+
+    cfg = ModelConfig(image_size=64, patch=2)
+    half, full = (stage_options(TrainOptions(Path("d"), Path("m.pt"), model=cfg, map_crop=c), "mapping") for c in ("half", "full"))
+    assert (half.crop, half.batch_size, full.crop, full.batch_size) == (16, 32, 32, 8)
+    assert half.batch_size * half.crop**2 == full.batch_size * full.crop**2
+    bad = run_cli("train", "nowhere", "--map-crop", "most")
+    assert bad.returncode == 1 and "--map-crop 'most'" in bad.stderr
