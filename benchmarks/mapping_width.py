@@ -5,10 +5,11 @@ sends them); each row trains a fresh mapping net of the row's size for the same 
 seed, and scores the whole pipeline on val and test. Only the server's net varies, so the rows show whether the
 mapping net is what separates psf from a plain U-Net on a task (byod_baseline.py), and how much of it is needed.
 
-    python -m benchmarks.mapping_width RUN/psf.pt RUN/data [--rows "32:1;64:1;96:1"] [--steps 2600]
+    python -m benchmarks.mapping_width RUN/psf.pt RUN/data [--rows "32:1;64:1;96:1:full"] [--steps 2600]
         [--out benchmarks/results/DATE-mapping-width/sweep]
 
-A row is WIDTH:DEPTH (psf-train's --map-width and --map-depth). Writes OUT.json, OUT.md and run.json beside them.
+A row is WIDTH:DEPTH[:CROP] (psf-train's --map-width, --map-depth and --map-crop half|full; default half). Writes
+OUT.json, OUT.md and run.json beside them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from psf.models.mapping import MappingNet
 from psf.train.evaluation import evaluate
 from psf.train.latent_augment import LatentAugment
 from psf.train.loop import Budget
+from psf.train.run import MAP_CROPS
 from psf.train.stages import StageOptions, train_mapping
 
 from benchmarks.fixed_autoencoders import encode_with_fixed_clients, write_outputs
@@ -34,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("data", type=Path)
-    parser.add_argument("--rows", default="32:1;32:2;64:1;96:1", help="WIDTH:DEPTH rows, ';'-separated")
+    parser.add_argument("--rows", default="32:1;32:2;64:1;96:1", help="WIDTH:DEPTH[:half|full] rows, ';'-separated")
     parser.add_argument("--steps", type=int, default=2600, help="mapping-net steps per row (psf-train's default)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -44,24 +46,26 @@ def main() -> None:
     fixed = encode_with_fixed_clients(args.model, args.data)
     nets, rows = fixed.nets, []
     for row in args.rows.split(";"):
-        width, depth = (int(x) for x in row.split(":"))
+        width, depth, crop = (row.split(":") + ["half"])[:3]
+        width, depth = int(width), int(depth)
         torch.manual_seed(args.seed)
         config = replace(nets.config, map_width=width, map_depth=depth)
         nets.mapping = MappingNet(config)
-        opts = StageOptions(Budget(steps=args.steps), batch_size=32, crop=config.grid // 2, quiet=True)
+        batch, share = MAP_CROPS[crop]
+        opts = StageOptions(Budget(steps=args.steps), batch_size=batch, crop=round(config.grid * share), quiet=True)
         started = time.perf_counter()
         log = train_mapping(nets.mapping, fixed.pairs, opts, torch.Generator().manual_seed(args.seed), LatentAugment())
         seconds = round(time.perf_counter() - started, 1)
         nets.eval()
         test, val = evaluate(nets, fixed.splits["test"], fixed.labels), evaluate(nets, fixed.splits["val"], fixed.labels)
-        rows.append({"width": width, "depth": depth, "parameters": sum(p.numel() for p in nets.mapping.parameters()),
+        rows.append({"width": width, "depth": depth, "crop": crop, "batch": batch, "parameters": sum(p.numel() for p in nets.mapping.parameters()),
                      "steps": log["steps"], "seconds": seconds, "loss": log["loss"], "val_mean_dice": val["mean_dice"],
                      "test_mean_dice": test["mean_dice"], "test_dice": test["dice"]})
         print(rows[-1], flush=True)
     labels = list(fixed.labels)
-    table = [f"| width | depth | parameters | steps | seconds | val mean Dice | test mean Dice | {' | '.join(labels)} |",
-             "|---" * (7 + len(labels)) + "|"]
-    table += [f"| {r['width']} | {r['depth']} | {r['parameters']:,} | {r['steps']} | {r['seconds']} | {r['val_mean_dice']:.4f} | "
+    table = [f"| width | depth | crop (batch) | parameters | steps | seconds | val mean Dice | test mean Dice | {' | '.join(labels)} |",
+             "|---" * (8 + len(labels)) + "|"]
+    table += [f"| {r['width']} | {r['depth']} | {r['crop']} ({r['batch']}) | {r['parameters']:,} | {r['steps']} | {r['seconds']} | {r['val_mean_dice']:.4f} | "
               f"{r['test_mean_dice']:.4f} | " + " | ".join(f"{r['test_dice'][n]:.4f}" for n in labels) + " |" for r in rows]
     write_outputs(args.out, {"model": str(args.model), "data": str(args.data), "steps": args.steps, "seed": args.seed,
                              "pairs": len(fixed.pairs), "config": nets.config.to_dict()}, rows, table)
