@@ -31,7 +31,7 @@ def train(
     patch: Annotated[Optional[int], typer.Option(help="Downsampling from image to latent grid. Default: 4 from --image-size 128 up, 2 below (a grid under 32 cells is too coarse for thin structures).")] = None,
     client_width: Annotated[int, typer.Option(help="Width of the client networks.")] = 32,
     client_depth: Annotated[int, typer.Option(help="Residual blocks in each client network.")] = 1,
-    map_width: Annotated[int, typer.Option(help="Width of the mapping net's first level; 64-96 for tasks with several labels or channels (MR, 4 labels, 2 channels: 0.900 at 32, 0.931 at 96; docs/data.md).")] = 32,
+    map_width: Annotated[int, typer.Option(help="Width of the mapping net's first level; 64-96, with --map-crop full, for tasks with several labels or channels (MR, 4 labels, 2 channels: 0.900 at 32, 0.931 at 96, 0.950 at 96 with --map-crop full; docs/data.md).")] = 32,
     map_depth: Annotated[int, typer.Option(help="Residual blocks per mapping-net level.")] = 1,
     map_crop: Annotated[str, typer.Option(help="What the mapping net trains on: 'half' (random crops of half the latent grid, 32 per step; the default) or 'full' (the whole grid, 8 per step: the same latent cells per step, more context). MR, 4 labels, 2 channels: 0.900 -> 0.918 at width 32, 0.950 at width 96; the demo: 0.943 -> 0.941 (docs/data.md).")] = "half",
     image_size: Annotated[int, typer.Option(help="Model input size (slices are padded or shrunk to it).")] = 256,
