@@ -82,8 +82,8 @@ def stage_options(opts: TrainOptions, stage: str) -> StageOptions:
     budget = stage_budget(opts, stage)
     workers = auto_workers(opts.device) if opts.workers is None else opts.workers
     if stage == "mapping":  # latent windows, larger batches (the server's net is cheap per item)
-        batch, cells = MAP_CROPS[opts.map_crop]
-        return StageOptions(budget, batch_size=batch, crop=round(opts.model.grid * cells), quiet=opts.quiet,
+        batch, share = MAP_CROPS[opts.map_crop]
+        return StageOptions(budget, batch_size=batch, crop=round(opts.model.grid * share), quiet=opts.quiet,
                             device=opts.device, world=opts.world, workers=workers)
     return StageOptions(budget, batch_size=16, crop=opts.model.image_size // 2, quiet=opts.quiet, device=opts.device,
                         world=opts.world, workers=workers)
