@@ -16,7 +16,7 @@ from psf.train.stages import StageOptions
 
 # TrainOptions fields that describe the training (the rest are per-machine: data, out, key, threads).
 PLAN_FIELDS = ("minutes", "epochs", "stage_epochs", "stage_steps", "views", "latent_augment", "membership_defense",
-               "epsilon", "delta", "max_grad_norm", "seed", "labels", "quiet")
+               "epsilon", "delta", "max_grad_norm", "seed", "labels", "quiet", "map_crop")
 
 
 AGGREGATORS = ("he", "hospitals")  # CKKS sums at the hub (psf.fed.he) | hospitals average AES-sealed updates (psf.fed.sealed)

@@ -24,10 +24,12 @@ MAX_AUTO_WORKERS = 4
 
 def auto_workers(device: str) -> int:
     """--workers auto: none on a CPU, where the step needs every core and a batch costs 0.1-0.2 ms against
-    about 40 ms per step; beside a GPU up to MAX_AUTO_WORKERS, leaving one core to the loop."""
+    about 40 ms per step; beside a GPU up to MAX_AUTO_WORKERS, leaving one core to each torchrun process on
+    this node."""
     if not str(device).startswith("cuda"):
         return 0
-    return max(1, min(MAX_AUTO_WORKERS, (os.cpu_count() or 2) - 1))
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min(MAX_AUTO_WORKERS, (os.cpu_count() or 2) // processes - 1))
 
 
 def made_batches(make: Make, n_items: int, batch_size: int, gen: torch.Generator, workers: int = 0,
@@ -51,17 +53,24 @@ def _drain(loader: DataLoader) -> Iterator[tuple[torch.Tensor, ...]]:
 
 
 class _Batches(Dataset):
-    """Job (indices, seed) -> make(indices, Generator(seed)). The global RNG is seeded from the job too, and
-    restored after, so a make that draws from it (torch.distributions) still gives the same batch anywhere."""
+    """Job (indices, seed) -> make(indices, Generator(seed)), on one thread as in a DataLoader worker: torch
+    splits a large elementwise op (intensity's pow) across threads, and the split points can round differently.
+    The CPU's global RNG is seeded from the job too, and restored after, so a make that draws from it
+    (torch.distributions) still gives the same batch anywhere; the CUDA generators are left alone."""
 
     def __init__(self, make: Make):
         self.make = make
 
     def __getitem__(self, job: tuple[torch.Tensor, int]) -> tuple[torch.Tensor, ...]:
         idx, seed = job
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self.make(idx, torch.Generator().manual_seed(seed))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.random.default_generator.manual_seed(seed)
+                return self.make(idx, torch.Generator().manual_seed(seed))
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _jobs(n_items: int, batch_size: int, schedule: torch.Generator) -> Iterator[tuple[torch.Tensor, int]]:

@@ -30,8 +30,9 @@ class StageOptions:
     quiet: bool = False
     # This run's slice of one learning-rate schedule (federated rounds share one: round r of R is (r/R, (r+1)/R)).
     schedule: tuple[float, float] = (0.0, 1.0)
-    # Where the stage's networks train ("cpu", "cuda:0"); batches are drawn and augmented on the CPU with the
-    # run's generator (so the same seed draws the same batches on any device) and moved there.
+    # Where the stage's networks train ("cpu", "cuda:0"); batches are drawn and augmented on the CPU, each with its
+    # own seed from the stage's generator (psf.train.batches: the same seed, the same batches on any device), and
+    # moved there.
     device: str = "cpu"
     # torchrun: this process' rank and the number of processes (psf.train.distributed); batch_size is per process.
     world: tuple[int, int] = (0, 1)

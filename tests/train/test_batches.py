@@ -45,6 +45,28 @@ def test_batches_do_not_depend_on_the_number_of_workers_and_move_the_run_generat
     assert torch.equal(global_state, torch.get_rng_state())  # making batches leaves the global RNG as it was
 
 
+def _intensity_batch(idx: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor]:
+    """psf's client-stage batch at the default size: 16 crops of 128 x 128, intensity-augmented (a pow torch
+    splits across threads)."""
+    from psf.train.augment import intensity
+
+    return (intensity(torch.rand(len(idx), 1, 128, 128, generator=g), g),)
+
+
+def test_batches_made_in_the_loop_match_a_workers_whatever_the_threads():
+    """A worker runs on one thread; the loop's process may run on many. On this CPU, 5 threads round a few
+    elements of pow differently from 1 (the split points): the batch must not depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(5)
+    try:
+        alone = [b for b, _ in zip(made_batches(_intensity_batch, 64, 16, torch.Generator().manual_seed(1)), range(6))]
+    finally:
+        torch.set_num_threads(threads)
+    forked = [b for b, _ in zip(made_batches(_intensity_batch, 64, 16, torch.Generator().manual_seed(1), workers=1), range(6))]
+    for (a,), (f,) in zip(alone, forked):
+        assert torch.equal(a, f)
+
+
 def test_a_model_trained_with_workers_is_identical_to_one_trained_without(tmp_path):
     data = tiny_dataset(tmp_path / "data")
     _train(data, tmp_path / "alone.pt", workers=0)

@@ -88,5 +88,8 @@ def test_map_crop_full_trains_on_the_whole_latent_grid_with_the_same_cells_per_s
     half, full = (stage_options(TrainOptions(Path("d"), Path("m.pt"), model=cfg, map_crop=c), "mapping") for c in ("half", "full"))
     assert (half.crop, half.batch_size, full.crop, full.batch_size) == (16, 32, 32, 8)
     assert half.batch_size * half.crop**2 == full.batch_size * full.crop**2
+    from psf.fed.plan import make_plan, train_options  # the hub of a federation trains it the same way
+
+    assert train_options(make_plan(TrainOptions(Path("d"), Path("m.pt"), model=cfg, map_crop="full"), rounds=2)).map_crop == "full"
     bad = run_cli("train", "nowhere", "--map-crop", "most")
     assert bad.returncode == 1 and "--map-crop 'most'" in bad.stderr
