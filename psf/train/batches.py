@@ -73,12 +73,18 @@ class _Batches(Dataset):
             torch.set_num_threads(threads)
 
 
-def _jobs(n_items: int, batch_size: int, schedule: torch.Generator) -> Iterator[tuple[torch.Tensor, int]]:
+def index_batches(n_items: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Epoch after epoch of shuffled index batches from `gen` (a last partial batch is dropped)."""
     per_epoch = max(1, n_items // batch_size)
     while True:
-        order = torch.randperm(n_items, generator=schedule)
+        order = torch.randperm(n_items, generator=gen)
         for b in range(per_epoch):
-            yield order[b * batch_size : (b + 1) * batch_size], int(torch.randint(0, 2**62, (1,), generator=schedule))
+            yield order[b * batch_size : (b + 1) * batch_size]
+
+
+def _jobs(n_items: int, batch_size: int, schedule: torch.Generator) -> Iterator[tuple[torch.Tensor, int]]:
+    for idx in index_batches(n_items, batch_size, schedule):
+        yield idx, int(torch.randint(0, 2**62, (1,), generator=schedule))
 
 
 def _fork():

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from psf.progress import progress_bar, stderr
-from psf.train.batches import Make, made_batches
+from psf.train.batches import Make, index_batches, made_batches
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def run_loop(name: str, step: Callable, n_items: int, batch_size: int, budget: B
     start = time.perf_counter()
     steps_per_epoch = max(1, n_items // batch_size)
     total = budget.planned_steps(steps_per_epoch)
-    feed = _index_batches(n_items, batch_size, gen) if make is None else made_batches(make, n_items, batch_size, gen, workers, pin)
+    feed = index_batches(n_items, batch_size, gen) if make is None else made_batches(make, n_items, batch_size, gen, workers, pin)
     ema, steps = None, 0
     state = {"time_bound": False}
     with progress_bar(quiet) as bar, contextlib.closing(feed):
@@ -69,15 +69,6 @@ def run_loop(name: str, step: Callable, n_items: int, batch_size: int, budget: B
             if budget.seconds is not None and elapsed >= budget.seconds:
                 return _summary(steps / steps_per_epoch, steps, start, ema, total, total is not None, name)
     raise AssertionError("unreachable: the batches never end")
-
-
-def _index_batches(n_items: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """Epoch after epoch of shuffled index batches from `gen` (a last partial batch is dropped)."""
-    per_epoch = max(1, n_items // batch_size)
-    while True:
-        order = torch.randperm(n_items, generator=gen)
-        for b in range(per_epoch):
-            yield order[b * batch_size : (b + 1) * batch_size]
 
 
 def _fraction(budget: Budget, start: float, steps: int, total: int | None, state: dict) -> float:

@@ -51,11 +51,10 @@ class StageOptions:
         return str(self.device).startswith("cuda")
 
     def put(self, batch: torch.Tensor) -> torch.Tensor:
-        """This process' part of a batch on the stage's device (already pinned by psf.train.batches on CUDA)."""
+        """This process' part of a batch on the stage's device (pinned by psf.train.batches on CUDA, so the
+        copy is asynchronous)."""
         batch = self.shard(batch)
-        if self.pin:
-            return batch.pin_memory().to(self.device, non_blocking=True)
-        return batch
+        return batch.to(self.device, non_blocking=True) if self.pin else batch
 
     def loop(self, name: str, step, make, n_items: int, gen: torch.Generator) -> dict:
         """run_loop over this stage's data: global batches of batch_size x processes, made by `make`."""
